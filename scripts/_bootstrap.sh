@@ -1,0 +1,116 @@
+# shellcheck shell=bash
+# Shared setup for scripts/test and scripts/dev. Source it; don't run it.
+#
+# After sourcing, the cwd is the repository root and these are defined:
+#   ESSEN_ROOT  absolute path of the repository root
+#   VENV        $ESSEN_ROOT/.venv
+#   VPY         the venv's python (use "$VPY -m tool" so moved venvs still work)
+# Functions:
+#   header TEXT          print a step header
+#   die TEXT             print an error and exit 1
+#   ensure_python_env    create .venv (Python 3.11) and `pip install -e '.[test]'`
+#                        when pyproject.toml changed since the last install
+#   ensure_node_peers    `npm ci` in tests/interop/node when node_modules is
+#                        missing or package-lock.json changed
+#   ensure_browser       install Debian's chromium if browser tests are enabled
+
+ESSEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ESSEN_ROOT"
+
+VENV="$ESSEN_ROOT/.venv"
+VPY="$VENV/bin/python"
+PY_STAMP="$VENV/.essen-pyproject.sha256"
+NODE_PEERS_DIR="$ESSEN_ROOT/tests/interop/node"
+NODE_STAMP_NAME=".essen-package-lock.sha256"   # lives inside node_modules/
+
+header() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+_sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Print the path of a working Python 3.11 interpreter (with the venv module).
+_find_python311() {
+    local cand path
+    for cand in python3.11 /usr/bin/python3.11 /usr/local/bin/python3.11 python3; do
+        path="$(command -v "$cand" 2>/dev/null)" || continue
+        if "$path" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' \
+            >/dev/null 2>&1; then
+            printf '%s\n' "$path"
+            return 0
+        fi
+    done
+    return 1
+}
+
+_venv_ok() {
+    [[ -x "$VPY" ]] &&
+        "$VPY" -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1
+}
+
+ensure_python_env() {
+    if ! _venv_ok; then
+        local py
+        py="$(_find_python311)" || die "Python 3.11 not found (tried python3.11, /usr/bin/python3.11, python3)."
+        if [[ -e "$VENV" ]]; then
+            header "Recreating broken or non-3.11 virtualenv at .venv"
+            rm -rf "$VENV"
+        else
+            header "Creating virtualenv .venv with $py"
+        fi
+        "$py" -m venv "$VENV" || die "could not create .venv with $py"
+    fi
+
+    local want have=""
+    want="$(_sha256 pyproject.toml)"
+    [[ -f "$PY_STAMP" ]] && have="$(cat "$PY_STAMP")"
+    if [[ "$want" != "$have" || ! -e "$VENV/bin/essen" ]]; then
+        header "Installing essen and test dependencies (pip install -e '.[test]')"
+        rm -f "$PY_STAMP"
+        # pip -q still lets the build backend's warnings through; keep them in
+        # a log and show it only when the install fails.
+        local log="$VENV/.essen-pip-install.log"
+        if ! "$VPY" -m pip install --quiet --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
+            cat "$log" >&2
+            die "pip install -e '.[test]' failed (output above, also in .venv/${log##*/})"
+        fi
+        # Hash taken before the install: if pyproject.toml changed meanwhile,
+        # the next run installs again.
+        printf '%s\n' "$want" >"$PY_STAMP"
+    fi
+}
+
+ensure_node_peers() {
+    [[ -f "$NODE_PEERS_DIR/package-lock.json" ]] || return 0
+    command -v npm >/dev/null 2>&1 ||
+        die "npm not found: Node.js 20+ and npm are needed for the interop peers in tests/interop/node"
+
+    local want have="" stamp="$NODE_PEERS_DIR/node_modules/$NODE_STAMP_NAME"
+    want="$(_sha256 "$NODE_PEERS_DIR/package-lock.json")"
+    [[ -f "$stamp" ]] && have="$(cat "$stamp")"
+    if [[ "$want" != "$have" ]]; then
+        header "Installing Node interop peers (npm ci in tests/interop/node)"
+        (cd "$NODE_PEERS_DIR" && npm ci --no-audit --no-fund --loglevel=warn) ||
+            die "npm ci failed in tests/interop/node"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+}
+
+# Browser tests use Debian's chromium (/usr/bin/chromium): test tools can't
+# download their own browser builds on these machines. Only needed once the
+# dashboard exists or when asked for with ESSEN_BROWSER_TESTS=1.
+ensure_browser() {
+    if [[ "${ESSEN_BROWSER_TESTS:-}" != "1" && ! -f "$ESSEN_ROOT/dashboard/package.json" ]]; then
+        return 0
+    fi
+    [[ -x /usr/bin/chromium ]] && return 0
+    header "Installing Debian's chromium for browser tests (apt-get)"
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "chromium is missing and installing it needs root (or sudo)"
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ||
+        die "apt-get install chromium failed"
+    [[ -x /usr/bin/chromium ]] || die "chromium installed but /usr/bin/chromium is missing"
+}
