@@ -109,8 +109,16 @@ ensure_browser() {
         command -v sudo >/dev/null 2>&1 || die "chromium is missing and installing it needs root (or sudo)"
         sudo=(sudo)
     fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ||
-        die "apt-get install chromium failed"
+    # apt/dpkg stay chatty even with -qq: keep their output in a log and show
+    # it only when the install fails.
+    local log
+    log="$(mktemp "${TMPDIR:-/tmp}/essen-apt-chromium.XXXXXX")"
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        >"$log" 2>&1; then
+        cat "$log" >&2
+        die "apt-get install chromium failed (output above, also in $log)"
+    fi
+    rm -f "$log"
     [[ -x /usr/bin/chromium ]] || die "chromium installed but /usr/bin/chromium is missing"
 }
