@@ -1,0 +1,61 @@
+"""One error taxonomy for ESSEN.
+
+Library errors (trio's ``BrokenResourceError``, httpx's ``TransportError``,
+wsproto's ``LocalProtocolError``...) are translated into these at the edge of
+the module that talks to the library, so callers only ever catch ``EssenError``
+subclasses.  The protocol errors follow h11's split: ``RemoteProtocolError``
+means the peer misbehaved, ``LocalProtocolError`` means we misused the API.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ConnectionRefused",
+    "DisconnectedError",
+    "EssenError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "TransportError",
+)
+
+
+class EssenError(Exception):
+    """Root of every error ESSEN raises on purpose."""
+
+
+class ProtocolError(EssenError):
+    """An Engine.IO or Socket.IO protocol rule was broken."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow.
+
+    The session that received it is closed; nothing else is affected.
+    """
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried to do something the protocol does not allow."""
+
+
+class TransportError(EssenError):
+    """The underlying transport (HTTP, WebSocket, memory) failed or closed."""
+
+
+class DisconnectedError(EssenError):
+    """The operation needed a connection that is gone (or never came)."""
+
+
+class ConnectionRefused(EssenError):
+    """A Socket.IO CONNECT was refused.
+
+    Raised by an auth middleware to refuse a connection (the client receives
+    CONNECT_ERROR with ``{"message": message, "data": data}``), and raised by
+    the client when the server refused it.
+    """
+
+    def __init__(self, message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
