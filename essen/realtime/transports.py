@@ -1,0 +1,278 @@
+"""The client's view of the network: an HTTP requester and a WebSocket connector.
+
+Two implementations of each: the real network (httpx and trio-websocket over
+TCP) and memory (the server's ASGI app called in-process, so a whole system
+runs under ``trio.testing.MockClock`` with no sockets, no threads and no wall
+clock).  The client only sees these protocols, so both paths run the same
+client and server code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+import trio_websocket
+
+from essen.errors import TransportError
+
+from ._http import Message
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from essen.protocol.engineio import Frame
+
+    from ._http import ASGIApp
+
+__all__ = (
+    "HttpRequester",
+    "MemoryNetwork",
+    "NetworkTransports",
+    "WebSocketChannel",
+    "WebSocketConnector",
+    "real_network",
+)
+
+
+class HttpRequester(Protocol):
+    async def request(
+        self, method: str, url: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """One HTTP request; raises TransportError when it cannot be completed."""
+
+
+class WebSocketChannel(Protocol):
+    async def receive(self) -> Frame:
+        """The next frame; raises TransportError once the socket is closed."""
+
+    async def send(self, frame: Frame) -> None:
+        """Raises TransportError once the socket is closed."""
+
+
+class WebSocketConnector(Protocol):
+    def connect(
+        self, url: str, headers: dict[str, str]
+    ) -> contextlib.AbstractAsyncContextManager[WebSocketChannel]:
+        """Open a WebSocket for the duration of the context; TransportError if refused."""
+
+
+class NetworkTransports(Protocol):
+    http: HttpRequester
+    websocket: WebSocketConnector
+
+
+# -- real network ---------------------------------------------------------------
+
+
+class _HttpxRequester:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def request(
+        self, method: str, url: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        try:
+            response = await self._client.request(method, url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{method} {_redact(url)} failed: {exc!r}") from exc
+        return response.status_code, response.content
+
+
+class _TrioWebSocket:
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self._ws = ws
+
+    async def receive(self) -> Frame:
+        try:
+            return await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise TransportError(f"websocket closed: {exc.reason}") from exc
+
+    async def send(self, frame: Frame) -> None:
+        try:
+            await self._ws.send_message(frame)
+        except trio_websocket.ConnectionClosed as exc:
+            raise TransportError(f"websocket closed: {exc.reason}") from exc
+
+
+class _TrioWebSocketConnector:
+    def __init__(self, max_message_size: int) -> None:
+        self._max_message_size = max_message_size
+
+    @contextlib.asynccontextmanager
+    async def connect(self, url: str, headers: dict[str, str]) -> AsyncIterator[WebSocketChannel]:
+        ws_url = "ws" + url[4:] if url.startswith("http") else url
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        try:
+            async with trio_websocket.open_websocket_url(
+                ws_url,
+                extra_headers=extra,
+                max_message_size=self._max_message_size,
+                connect_timeout=20,
+                disconnect_timeout=2,
+            ) as ws:
+                yield _TrioWebSocket(ws)
+        except (trio_websocket.HandshakeError, OSError) as exc:
+            raise TransportError(f"websocket to {_redact(url)} failed: {exc!r}") from exc
+        except trio_websocket.ConnectionClosed as exc:
+            raise TransportError(f"websocket closed: {exc.reason}") from exc
+
+
+class _RealNetwork:
+    def __init__(self, client: httpx.AsyncClient, max_message_size: int) -> None:
+        self.http: HttpRequester = _HttpxRequester(client)
+        self.websocket: WebSocketConnector = _TrioWebSocketConnector(max_message_size)
+
+
+@contextlib.asynccontextmanager
+async def real_network(
+    *, max_message_size: int = 16 * 1024 * 1024
+) -> AsyncIterator[NetworkTransports]:
+    """httpx for polling and trio-websocket for WebSocket, closed on exit."""
+    # Long-polls last up to pingInterval; the client's own heartbeat bounds them.
+    timeout = httpx.Timeout(connect=20.0, read=None, write=20.0, pool=20.0)
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        yield _RealNetwork(client, max_message_size)
+
+
+# -- memory ---------------------------------------------------------------------
+
+
+class _AsgiWebSocketChannel:
+    def __init__(
+        self,
+        to_app: trio.MemorySendChannel[Message],
+        from_app: trio.MemoryReceiveChannel[Message],
+    ) -> None:
+        self._to_app = to_app
+        self._from_app = from_app
+        self._closed = False
+
+    async def receive(self) -> Frame:
+        if self._closed:
+            raise TransportError("websocket closed")
+        try:
+            message = await self._from_app.receive()
+        except trio.EndOfChannel:
+            message = {"type": "websocket.close"}
+        if message["type"] == "websocket.send":
+            text = message.get("text")
+            return str(text) if text is not None else bytes(message["bytes"])
+        self._closed = True
+        raise TransportError("websocket closed by server")
+
+    async def send(self, frame: Frame) -> None:
+        if self._closed:
+            raise TransportError("websocket closed")
+        message: Message = {"type": "websocket.receive"}
+        message["text" if isinstance(frame, str) else "bytes"] = frame
+        try:
+            await self._to_app.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise TransportError("websocket closed by server") from exc
+
+
+class MemoryNetwork:
+    """Reach an ASGI app in-process: HTTP through httpx's ASGI transport, WebSocket
+    through a pair of memory channels speaking the ASGI WebSocket messages.
+
+    ``partitioned`` makes every new request and WebSocket fail, and ``sever()``
+    breaks the open WebSockets: the two faults a harness needs to simulate a
+    network partition.
+    """
+
+    def __init__(self, app: ASGIApp, *, client_addr: tuple[str, int] = ("10.0.0.2", 50000)) -> None:
+        self.app = app
+        self.client_addr = client_addr
+        self.partitioned = False
+        self._open_sockets: set[trio.CancelScope] = set()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=client_addr),
+            base_url="http://essen.test",
+        )
+        self.http: HttpRequester = self
+        self.websocket: WebSocketConnector = self
+
+    async def request(
+        self, method: str, url: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        if self.partitioned:
+            raise TransportError("network partitioned")
+        try:
+            response = await self._client.request(method, url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{method} failed: {exc!r}") from exc
+        return response.status_code, response.content
+
+    def sever(self) -> None:
+        """Break every open WebSocket, as a network failure would."""
+        for scope in list(self._open_sockets):
+            scope.cancel()
+
+    @contextlib.asynccontextmanager
+    async def connect(self, url: str, headers: dict[str, str]) -> AsyncIterator[WebSocketChannel]:
+        if self.partitioned:
+            raise TransportError("network partitioned")
+        parts = urlsplit(url)
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "scheme": "ws",
+            "path": parts.path,
+            "raw_path": parts.path.encode(),
+            "query_string": parts.query.encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            + [(b"host", b"essen.test")],
+            "client": self.client_addr,
+            "server": ("essen.test", 80),
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}},
+        }
+        to_app_send, to_app_receive = trio.open_memory_channel[Message](math.inf)
+        from_app_send, from_app_receive = trio.open_memory_channel[Message](math.inf)
+
+        async def receive() -> Message:
+            try:
+                return await to_app_receive.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: Message) -> None:
+            try:
+                from_app_send.send_nowait(message)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise OSError("client went away") from None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.app, scope, receive, send)
+            await to_app_send.send({"type": "websocket.connect"})
+            first = await from_app_receive.receive()
+            if first["type"] != "websocket.accept":
+                to_app_send.close()
+                raise TransportError(f"websocket refused: {first.get('status', 403)}")
+            channel = _AsgiWebSocketChannel(to_app_send, from_app_receive)
+            sever_scope = trio.CancelScope()
+            self._open_sockets.add(sever_scope)
+            try:
+                with sever_scope:
+                    yield channel
+                if sever_scope.cancelled_caught:
+                    raise TransportError("network severed")
+            finally:
+                self._open_sockets.discard(sever_scope)
+                to_app_send.close()
+                from_app_receive.close()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _redact(url: str) -> str:
+    """A URL without its query string (which can carry session ids) for messages."""
+    return url.split("?", 1)[0]
