@@ -9,6 +9,10 @@ means the peer misbehaved, ``LocalProtocolError`` means we misused the API.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 __all__ = (
     "ConnectionRefused",
     "DisconnectedError",
@@ -17,6 +21,7 @@ __all__ = (
     "ProtocolError",
     "RemoteProtocolError",
     "TransportError",
+    "first_leaf",
 )
 
 
@@ -59,3 +64,15 @@ class ConnectionRefused(EssenError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+
+def first_leaf(group: BaseExceptionGroup[E]) -> E:
+    """The first exception in a (possibly nested) group.
+
+    Used where several tasks of one connection can fail for the same cause
+    (the connection broke) and the caller needs one error, not a group.
+    """
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first  # type: ignore[return-value]

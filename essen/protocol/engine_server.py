@@ -213,6 +213,24 @@ class ServerSession:
     def has_outgoing(self) -> bool:
         return bool(self._queue)
 
+    @property
+    def poll_ready(self) -> bool:
+        """A waiting GET should be answered now.
+
+        True when something is queued, when the session is ending, and during an
+        upgrade once the probe is answered: the client must be able to finish
+        its last poll (with a noop) to pause polling.
+        """
+        return (
+            bool(self._queue)
+            or self.state in (SessionState.CLOSING, SessionState.CLOSED)
+            or (self.state is SessionState.UPGRADING and self._probe_answered)
+        )
+
+    @property
+    def upgrade_deadline(self) -> float | None:
+        return self._upgrade_deadline
+
     def statistics(self) -> dict[str, int]:
         return {
             "queued_packets": self._queued_packets,
@@ -334,8 +352,14 @@ class ServerSession:
         return frames
 
     def drain_for_polling(self) -> str:
-        """Everything queued, as one polling payload ('' when nothing is queued)."""
+        """Everything queued, as one polling payload.
+
+        '' when nothing is queued, except during a probed upgrade, when an
+        empty poll is answered with a noop.
+        """
         if not self._queue:
+            if self.state is SessionState.UPGRADING and self._probe_answered:
+                return f"{int(PacketType.NOOP)}"
             return ""
         payload = encode_payload(self._take_all())
         if self.state is SessionState.CLOSING:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import trio
 
-from essen.errors import RemoteProtocolError, TransportError
+from essen.errors import RemoteProtocolError, TransportError, first_leaf
 from essen.protocol.engine_client import ClientSession, Handshake, parse_open
 from essen.protocol.engine_server import Closed, CloseReason, MessageReceived
 from essen.protocol.engineio import PacketType, decode_frame, decode_payload
@@ -54,6 +54,7 @@ class EngineClient:
         self._lost_event = trio.Event()
         self._polling_paused = False
         self._polling_idle = trio.Event()
+        self._posting_idle = trio.Event()
         #: Set once the session moved to WebSocket (never, on a polling-only session).
         self.upgraded = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
@@ -135,7 +136,15 @@ class EngineClient:
         session = self.session
         assert session is not None
         url = self._url("polling", session.handshake.sid)
-        while self.transport == "polling" and self.lost is None:
+        try:
+            await self._post_frames(session, url)
+        finally:
+            self._posting_idle.set()
+
+    async def _post_frames(self, session: ClientSession, url: str) -> None:
+        # Stops when an upgrade pauses polling: a POST that reached the server
+        # after the upgrade would be refused (the session is on WebSocket then).
+        while not self._polling_paused and self.lost is None:
             payload = session.drain_for_polling()
             if not payload:
                 await self._wake.park()
@@ -190,8 +199,10 @@ class EngineClient:
                 # Pause polling: let the in-flight GET return (the server answers it
                 # with a noop), then switch.  The POST writer stops on its own.
                 self._polling_paused = True
+                self._wake.unpark_all()
                 with trio.fail_after(_PROBE_TIMEOUT):
                     await self._polling_idle.wait()
+                    await self._posting_idle.wait()
                 self.transport = "websocket"
                 self._wake.unpark_all()
                 await ws.send("5")
@@ -279,8 +290,12 @@ async def open_engine(
         async def run(task_status: trio.TaskStatus[None]) -> None:
             nonlocal failure
             try:
-                await engine._run(transports, task_status)
-            except TransportError as exc:
+                try:
+                    await engine._run(transports, task_status)
+                except* (TransportError, RemoteProtocolError) as group:
+                    # Any of the connection's tasks may fail first: one cause is enough.
+                    raise first_leaf(group) from None
+            except (TransportError, RemoteProtocolError) as exc:
                 if engine.session is None:
                     raise  # the handshake failed: nursery.start() raises it
                 failure = exc

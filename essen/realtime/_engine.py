@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -147,6 +148,10 @@ class EngineConnection:
             SessionState.OPEN,
             SessionState.UPGRADING,
         ):
+            await self._wake.park()
+
+    async def _wait_poll_ready(self) -> None:
+        while not self.session.poll_ready:
             await self._wake.park()
 
 
@@ -389,7 +394,7 @@ class EngineServer:
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch_disconnect)
-                await conn._wait_for_outgoing()
+                await conn._wait_poll_ready()
                 nursery.cancel_scope.cancel()
         finally:
             session.end_poll()
@@ -494,7 +499,7 @@ class EngineServer:
 
     async def _upgrade(self, conn: EngineConnection, ws: _AsgiWebSocket) -> bool:
         session = conn.session
-        with trio.move_on_at(session.next_deadline()):
+        with trio.move_on_at(session.upgrade_deadline or -math.inf):
             while session.state is SessionState.UPGRADING:
                 frame = await ws.receive()
                 if frame is None:

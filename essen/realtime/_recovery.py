@@ -52,6 +52,9 @@ class SavedSession:
     rooms: frozenset[str]
     data: dict[str, Any]
     expires_at: float
+    #: Sequence number the log had when the socket connected: a client that
+    #: comes back with no offset (it got no broadcast yet) resumes from here.
+    since_seq: int
 
 
 class RecoveryStore:
@@ -62,6 +65,11 @@ class RecoveryStore:
         self._first_seq = 0  # sequence number of self._log[0]
         self._sessions: OrderedDict[str, SavedSession] = OrderedDict()
         self._counter = 0
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next logged packet will get."""
+        return self._first_seq + len(self._log)
 
     def next_offset(self) -> str:
         self._counter += 1
@@ -83,19 +91,28 @@ class RecoveryStore:
             self._sessions.popitem(last=False)
 
     def restore(
-        self, pid: str, offset: str, namespace: str, now: float
+        self, pid: str, offset: str | None, namespace: str, now: float
     ) -> tuple[SavedSession, list[Outgoing]] | None:
         """The saved session and the packets it missed, or None if it cannot be recovered.
 
-        A successful restore consumes the saved session.
+        ``offset`` is the last broadcast the client saw; ``None`` means it saw
+        none since it connected (socket.io-client then sends no offset), so it
+        missed everything addressed to it since then.  A successful restore
+        consumes the saved session.
         """
         self._prune(now)
         session = self._sessions.get(pid)
         if session is None or session.namespace != namespace:
             return None
-        seq = self._index.get(offset)
-        if seq is None:
-            return None
+        if offset is None:
+            if session.since_seq < self._first_seq:
+                return None  # part of what it missed is already pruned
+            seq = session.since_seq - 1
+        else:
+            found = self._index.get(offset)
+            if found is None:
+                return None
+            seq = found
         del self._sessions[pid]
         rooms = session.rooms | {session.sid}
         missed = [

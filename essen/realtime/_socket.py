@@ -58,6 +58,8 @@ class Socket:
         #: Application state attached to this socket (kept across recovery).
         self.data: dict[str, Any] = data if data is not None else {}
         self.connected = False
+        #: The recovery log's sequence number when this socket connected.
+        self.log_seq_at_connect = 0
         self._next_ack_id = 0
         self._pending_acks: dict[int, _AckWaiter] = {}
 

@@ -32,7 +32,14 @@ from typing import Any, TypeVar
 
 import trio
 
-from essen.errors import ConnectionRefused, DisconnectedError, RemoteProtocolError, TransportError
+from essen.errors import (
+    ConnectionRefused,
+    DisconnectedError,
+    EssenError,
+    RemoteProtocolError,
+    TransportError,
+    first_leaf,
+)
 from essen.protocol.socketio import Decoder, SioPacket, SioType, encode
 
 from ._client_engine import EngineClient, open_engine
@@ -144,6 +151,9 @@ class SocketIOClient:
         self._calls: dict[int, _Call] = {}
         self._next_ack_id = 0
         self._run_scope: trio.CancelScope | None = None
+        self._events_in, self._events_out = trio.open_memory_channel[SioPacket](
+            self.options.inbox_size
+        )
         self._closing = False
 
     # -- handlers and status ------------------------------------------------
@@ -245,15 +255,24 @@ class SocketIOClient:
                 ``retry_refused`` is off.
             DisconnectedError: ``max_attempts`` failed attempts in a row.
         """
+        failure: EssenError | None = None
         with trio.CancelScope() as self._run_scope:
-            task_status.started()
-            if self._network is None:
-                async with real_network() as network:
-                    self._network = network
-                    await self._reconnect_loop(network)
-            else:
-                await self._reconnect_loop(self._network)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_handlers)
+                task_status.started()
+                try:
+                    if self._network is None:
+                        async with real_network() as network:
+                            self._network = network
+                            await self._reconnect_loop(network)
+                    else:
+                        await self._reconnect_loop(self._network)
+                except (ConnectionRefused, DisconnectedError) as exc:
+                    failure = exc  # raised below, not wrapped in the nursery's group
+                nursery.cancel_scope.cancel()
         self._set_status(ClientStatus(ClientState.CLOSED, reason=self._status.reason))
+        if failure is not None:
+            raise failure
 
     async def aclose(self) -> None:
         """Disconnect and stop reconnecting; buffered events are discarded."""
@@ -272,7 +291,7 @@ class SocketIOClient:
             state = ClientState.CONNECTING if first else ClientState.RECONNECTING
             self._set_status(ClientStatus(state, attempt=failures + 1, reason=self._status.reason))
             try:
-                await self._connect_once(network)
+                await self._connect_collapsed(network)
                 reason = "io client disconnect"
             except ConnectionRefused as refusal:
                 reason = f"refused: {refusal.message}"
@@ -307,6 +326,22 @@ class SocketIOClient:
 
     _was_connected = False
 
+    async def _connect_collapsed(self, network: NetworkTransports) -> None:
+        """One connection; a group of failures of one connection becomes its main cause."""
+        try:
+            await self._connect_once(network)
+        except* (
+            ConnectionRefused,
+            _ServerDisconnect,
+            TransportError,
+            RemoteProtocolError,
+        ) as group:
+            for kind in (ConnectionRefused, _ServerDisconnect):
+                matched = group.subgroup(kind)
+                if matched is not None:
+                    raise first_leaf(matched) from None
+            raise first_leaf(group) from None
+
     def _closing_requested(self) -> bool:
         # A method, not the attribute: aclose() flips it while we await.
         return self._closing
@@ -320,7 +355,7 @@ class SocketIOClient:
         decoder = Decoder()
         connected = trio.Event()
         outcome: list[BaseException] = []
-        send_events, receive_events = trio.open_memory_channel[SioPacket](self.options.inbox_size)
+        send_events = self._events_in
         namespace = self.options.namespace
 
         async def on_message(data: str | bytes) -> None:
@@ -347,6 +382,11 @@ class SocketIOClient:
                     outcome.append(refusal)
                     connected.set()
                 case SioType.EVENT:
+                    args = packet.data
+                    if self._pid is not None and len(args) > 1 and isinstance(args[-1], str):
+                        # A recoverable broadcast: its last argument is the offset to
+                        # resume from (socket.io 4.6 connection state recovery).
+                        self._last_offset = args[-1]
                     await send_events.send(packet)
                 case SioType.ACK:
                     call = self._calls.get(packet.id) if packet.id is not None else None
@@ -371,7 +411,11 @@ class SocketIOClient:
                 ) as engine:
                     auth = await self._auth()
                     if self._pid is not None:
-                        auth = {**(auth or {}), "pid": self._pid, "offset": self._last_offset}
+                        # Like socket.io-client: no offset yet means none is sent.
+                        resume = {"pid": self._pid}
+                        if self._last_offset is not None:
+                            resume["offset"] = self._last_offset
+                        auth = {**(auth or {}), **resume}
                     engine.send(encode(SioPacket(SioType.CONNECT, namespace, auth)))
                     with trio.move_on_after(self.options.connect_timeout) as timeout:
                         await connected.wait()
@@ -391,7 +435,6 @@ class SocketIOClient:
                     while self._buffer:
                         engine.send(self._buffer.popleft())
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._run_handlers, receive_events, engine)
                         nursery.start_soon(self._watch_transport, engine)
                         await trio.sleep_forever()
             finally:
@@ -420,15 +463,14 @@ class SocketIOClient:
             return await auth()
         return dict(auth) if auth is not None else None
 
-    async def _run_handlers(
-        self, events: trio.MemoryReceiveChannel[SioPacket], engine: EngineClient
-    ) -> None:
-        async for packet in events:
+    async def _run_handlers(self) -> None:
+        """Run event handlers in arrival order, for the client's whole life.
+
+        It outlives each connection, so an event that arrived is handled even
+        when the connection drops right after.
+        """
+        async for packet in self._events_out:
             event, *args = packet.data
-            if self._pid is not None and args and isinstance(args[-1], str):
-                # A recoverable broadcast: its last argument is the offset to
-                # resume from (socket.io 4.6 connection state recovery).
-                self._last_offset = args[-1]
             handler = self._handlers.get(event)
             if handler is None:
                 continue
@@ -440,7 +482,8 @@ class SocketIOClient:
             except Exception:
                 log.exception("handler for %r failed", event)
                 continue
-            if packet.id is not None:
+            engine = self._engine
+            if packet.id is not None and engine is not None:
                 ack = (
                     []
                     if result is None

@@ -323,7 +323,11 @@ class SocketIOServer:
         if auth is not None:
             auth = dict(auth)
             pid, offset = auth.pop("pid", None), auth.pop("offset", None)
-            if self.recovery is not None and isinstance(pid, str) and isinstance(offset, str):
+            if (
+                self.recovery is not None
+                and isinstance(pid, str)
+                and isinstance(offset, str | None)
+            ):
                 restored = self.recovery.restore(pid, offset, namespace.name, trio.current_time())
         if restored is not None:
             saved, missed = restored
@@ -369,6 +373,10 @@ class SocketIOServer:
                 namespace.rooms.join(socket.sid, room)
             self.counters["recovered"] += 1
         state.sockets[namespace.name] = socket
+        if self.recovery is not None:
+            socket.log_seq_at_connect = (
+                saved.since_seq if restored is not None else self.recovery.next_seq
+            )
         state.ever_connected = True
         socket.connected = True
         self.counters["connects"] += 1
@@ -437,6 +445,7 @@ class SocketIOServer:
                     rooms,
                     socket.data,
                     now + self.recovery.config.window,
+                    socket.log_seq_at_connect,
                 ),
                 now,
             )

@@ -23,7 +23,7 @@ from essen.errors import TransportError
 from ._http import Message
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from essen.protocol.engineio import Frame
 
@@ -148,7 +148,9 @@ class _AsgiWebSocketChannel:
         self,
         to_app: trio.MemorySendChannel[Message],
         from_app: trio.MemoryReceiveChannel[Message],
+        trace: Callable[[str, str], None],
     ) -> None:
+        self._trace = trace
         self._to_app = to_app
         self._from_app = from_app
         self._closed = False
@@ -169,6 +171,7 @@ class _AsgiWebSocketChannel:
     async def send(self, frame: Frame) -> None:
         if self._closed:
             raise TransportError("websocket closed")
+        self._trace("ws>", repr(frame))
         message: Message = {"type": "websocket.receive"}
         message["text" if isinstance(frame, str) else "bytes"] = frame
         try:
@@ -186,10 +189,21 @@ class MemoryNetwork:
     network partition.
     """
 
-    def __init__(self, app: ASGIApp, *, client_addr: tuple[str, int] = ("10.0.0.2", 50000)) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client_addr: tuple[str, int] = ("10.0.0.2", 50000),
+        trace: Callable[[str, str], None] | None = None,
+        websocket_buffer: int = 16,
+    ) -> None:
         self.app = app
         self.client_addr = client_addr
         self.partitioned = False
+        #: Frames the server may have in flight to a WebSocket client that is not
+        #: reading; beyond it the server's write blocks, as TCP back-pressure would.
+        self.websocket_buffer = websocket_buffer
+        self._trace = trace or _no_trace
         self._open_sockets: set[trio.CancelScope] = set()
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=client_addr),
@@ -203,10 +217,13 @@ class MemoryNetwork:
     ) -> tuple[int, bytes]:
         if self.partitioned:
             raise TransportError("network partitioned")
+        path = _redact(url)
+        self._trace("http>", f"{method} {path} {content!r}")
         try:
             response = await self._client.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise TransportError(f"{method} failed: {exc!r}") from exc
+        self._trace("http<", f"{method} {path} {response.status_code} {response.content!r}")
         return response.status_code, response.content
 
     def sever(self) -> None:
@@ -235,7 +252,8 @@ class MemoryNetwork:
             "extensions": {"websocket.http.response": {}},
         }
         to_app_send, to_app_receive = trio.open_memory_channel[Message](math.inf)
-        from_app_send, from_app_receive = trio.open_memory_channel[Message](math.inf)
+        from_app_send, from_app_receive = trio.open_memory_channel[Message](self.websocket_buffer)
+        trace = self._trace
 
         async def receive() -> Message:
             try:
@@ -244,8 +262,9 @@ class MemoryNetwork:
                 return {"type": "websocket.disconnect", "code": 1006}
 
         async def send(message: Message) -> None:
+            trace("ws<", repr(message.get("text", message.get("bytes", message["type"]))))
             try:
-                from_app_send.send_nowait(message)
+                await from_app_send.send(message)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise OSError("client went away") from None
 
@@ -256,7 +275,7 @@ class MemoryNetwork:
             if first["type"] != "websocket.accept":
                 to_app_send.close()
                 raise TransportError(f"websocket refused: {first.get('status', 403)}")
-            channel = _AsgiWebSocketChannel(to_app_send, from_app_receive)
+            channel = _AsgiWebSocketChannel(to_app_send, from_app_receive, trace)
             sever_scope = trio.CancelScope()
             self._open_sockets.add(sever_scope)
             try:
@@ -271,6 +290,10 @@ class MemoryNetwork:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _no_trace(kind: str, detail: str) -> None:
+    pass
 
 
 def _redact(url: str) -> str:
