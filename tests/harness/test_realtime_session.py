@@ -160,3 +160,14 @@ async def test_recovers_sid_rooms_and_missed_events_after_a_network_cut(
     socket = server.namespaces["/"].sockets[sid]
     assert "monitoring" in socket.rooms
     await client.aclose()
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_session_survives_every_interleaving(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Trio runs same-instant tasks in a shuffled order; each seed is another
+    # legal interleaving of the upgrade, heartbeats, restart and reconnection.
+    # (This is how the upgrade races in the client and server were found.)
+    trace = await run_scripted(seed)
+    assert ("server", "started") in [(kind, detail) for _, kind, detail in trace]
