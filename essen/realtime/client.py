@@ -151,6 +151,7 @@ class SocketIOClient:
         self._calls: dict[int, _Call] = {}
         self._next_ack_id = 0
         self._run_scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
         self._events_in, self._events_out = trio.open_memory_channel[SioPacket](
             self.options.inbox_size
         )
@@ -256,33 +257,42 @@ class SocketIOClient:
             DisconnectedError: ``max_attempts`` failed attempts in a row.
         """
         failure: EssenError | None = None
-        with trio.CancelScope() as self._run_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._run_handlers)
-                task_status.started()
-                try:
-                    if self._network is None:
-                        async with real_network() as network:
-                            self._network = network
-                            await self._reconnect_loop(network)
-                    else:
-                        await self._reconnect_loop(self._network)
-                except (ConnectionRefused, DisconnectedError) as exc:
-                    failure = exc  # raised below, not wrapped in the nursery's group
-                nursery.cancel_scope.cancel()
-        self._set_status(ClientStatus(ClientState.CLOSED, reason=self._status.reason))
+        self._stopped = trio.Event()
+        try:
+            with trio.CancelScope() as self._run_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._run_handlers)
+                    task_status.started()
+                    try:
+                        if self._network is None:
+                            async with real_network() as network:
+                                await self._reconnect_loop(network)
+                        else:
+                            await self._reconnect_loop(self._network)
+                    except (ConnectionRefused, DisconnectedError) as exc:
+                        failure = exc  # raised below, not wrapped in the nursery's group
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._run_scope = None
+            self._stopped.set()
+            self._set_status(ClientStatus(ClientState.CLOSED, reason=self._status.reason))
         if failure is not None:
             raise failure
 
     async def aclose(self) -> None:
-        """Disconnect and stop reconnecting; buffered events are discarded."""
+        """Disconnect, stop reconnecting, and return once :meth:`run` has finished.
+
+        Buffered events are discarded.  No task of the client outlives this call.
+        """
         self._closing = True
         engine = self._engine
         if engine is not None and self.connected:
             engine.send(encode(SioPacket(SioType.DISCONNECT, self.options.namespace)))
         if self._run_scope is not None:
             self._run_scope.cancel()
-        await trio.lowlevel.checkpoint()
+            await self._stopped.wait()
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def _reconnect_loop(self, network: NetworkTransports) -> None:
         failures = 0
