@@ -1,0 +1,56 @@
+"""The ``essen`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+import trio
+
+from essen.web.realtime_demo import create_demo, run_ticker
+from essen.web.serving import serve_app
+
+__all__ = ("main",)
+
+log = logging.getLogger("essen")
+
+
+async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
+    """SIGTERM (the platform stopping us) and SIGINT (Ctrl-C) end the run cleanly."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+async def _dev(host: str, port: int) -> None:
+    app, server = create_demo()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        await nursery.start(server.run)
+        nursery.start_soon(run_ticker, server)
+        urls = await nursery.start(serve_app, app, host, port)
+        for url in urls:
+            print(f"ESSEN realtime demo: Socket.IO at {url}/socket.io/ and {url}/api/socket.io/")
+        print("Press Ctrl-C to stop.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="essen", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run ESSEN locally (for now: the realtime demo hub)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    trio.run(_dev, args.host, args.port)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Quart-Trio applications and the code that serves them."""
