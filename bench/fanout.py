@@ -239,7 +239,7 @@ def run_once(
             logf.write(f"{prefix} {line.rstrip()}\n")
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = server_command(server_path, port)
+    cmd = pin_prefix(args.pin_server) + server_command(server_path, port)
     log("#", "server: " + " ".join(cmd))
     srv = _spawn(
         cmd,
@@ -290,6 +290,7 @@ def run_once(
         sampler.start()
 
         lg_cmd = [
+            *pin_prefix(args.pin_loadgen),
             shutil.which("node") or "node",
             str(LOADGEN),
             "--url",
@@ -445,6 +446,33 @@ def run_once(
     return rec
 
 
+def pin_prefix(cpus: str | None) -> list[str]:
+    if not cpus:
+        return []
+    taskset = shutil.which("taskset")
+    if not taskset:
+        raise RuntimeError("--pin needs taskset (util-linux)")
+    return [taskset, "-c", cpus]
+
+
+def wait_for_quiet(max_wait_s: float, threshold_cores: float) -> dict[str, float]:
+    """Wait (up to max_wait_s) until the host's busy CPU over 1 s is below threshold_cores.
+
+    The machine is shared: other people's test runs land in our measurement window. This
+    does not prevent that, it only avoids starting a run in the middle of a burst.
+    """
+    t0 = time.monotonic()
+    busy = 0.0
+    while True:
+        b0, _ = system_busy()
+        time.sleep(1.0)
+        b1, _ = system_busy()
+        busy = b1 - b0
+        waited = time.monotonic() - t0
+        if busy < threshold_cores or waited >= max_wait_s:
+            return {"busy_cores_before": busy, "waited_s": waited}
+
+
 def loadgen_workers(spec: str, n: int, r: float) -> int:
     if spec == "auto":
         # one Node subscriber process handles roughly 40-50k msg/s on a full core here
@@ -554,6 +582,13 @@ def summarize(
                         notes.append(f"server CPU at {su:.0%} of one core: saturated")
                     if any(x.get("disconnects") for x in ok):
                         notes.append("subscribers were disconnected during the run")
+                    other = median_of(ok, "other_cpu_s")
+                    win = median_of(ok, "window_s") or 1.0
+                    if other is not None and other > 0.25 * win:
+                        notes.append(
+                            f"other processes used {other:.1f} CPU s ({other / win:.0%} of a core) "
+                            "in the window: host was busy, treat these numbers with care"
+                        )
                     steal = median_of(ok, "steal_s")
                     if steal and steal > 0.05 * (median_of(ok, "window_s") or 1):
                         notes.append(f"CPU steal {steal:.2f} s in the window (noisy host)")
@@ -612,10 +647,29 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds allowed for connecting+subscribing all N clients",
     )
     ap.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs")
+    ap.add_argument(
+        "--idle-wait",
+        type=float,
+        default=15.0,
+        help="before each run wait up to this many seconds for the host to be quiet (0: off)",
+    )
+    ap.add_argument(
+        "--idle-threshold",
+        type=float,
+        default=0.3,
+        help="'quiet' means other processes use less than this many cores",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server to CPU 0 and the load generator to CPU 1 (taskset)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="results JSON path")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo load generator progress")
     args = ap.parse_args(argv)
 
+    args.pin_server = "0" if args.pin else None
+    args.pin_loadgen = "1" if args.pin else None
     if args.workers != "auto" and not args.workers.isdigit():
         ap.error("--workers must be 'auto' or a positive integer")
     names = parse_list(args.servers, str.strip)
@@ -684,8 +738,14 @@ def main(argv: list[str] | None = None) -> int:
                     i += 1
                     tag = f"{s}-n{n}-r{r:g}-{rep + 1}"
                     print(f"[{i}/{total}] {tag} ...", end=" ", flush=True)
+                    quiet = (
+                        wait_for_quiet(args.idle_wait, args.idle_threshold)
+                        if args.idle_wait > 0
+                        else {}
+                    )
                     rec = run_once(s, paths[s], n, r, args, log_dir, tag)
                     rec["repeat"] = rep + 1
+                    rec.update(quiet)
                     runs.append(rec)
                     if rec["ok"]:
                         print(
@@ -693,7 +753,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"p99 {rec['lat_p99_ms']:.2f} ms, lost {rec['lost']}, "
                             f"server {rec['server_cpu_s']:.2f} CPU s "
                             f"({rec['server_cpu_us_per_msg'] or 0:.1f} µs/msg), "
-                            f"loadgen {rec['loadgen_cpu_s']:.2f} CPU s",
+                            f"loadgen {rec['loadgen_cpu_s']:.2f} CPU s, "
+                            f"others {rec['other_cpu_s']:.2f} CPU s",
                             flush=True,
                         )
                     else:
