@@ -149,25 +149,26 @@ def test_heartbeat_over_websocket() -> None:
     assert session.handle_timeout(T0 + 71) == [Closed(CloseReason.PING_TIMEOUT)]
 
 
-def test_client_ping_is_answered() -> None:
+def test_server_bound_ping_closes_the_session() -> None:
+    """In v4 only the server pings (the probe travels on the upgrading WebSocket);
+    engine.io closes a session that pings it ("invalid heartbeat direction").
+    Answering instead would let a client queue one PONG per ping without bound."""
     session = polling()
-    assert session.receive_payload(b"2", T0) == []
-    assert session.drain_for_polling() == "3"
+    events = session.receive_payload(b"4before\x1e2\x1e4after", T0)
+    assert events[0] == MessageReceived("before")
+    assert len(events) == 2
+    assert isinstance(events[1], Closed)
+    assert events[1].reason is CloseReason.PARSE_ERROR
+    assert session.closed
+    assert not session.has_outgoing
 
 
-def test_client_pings_do_not_grow_the_queue_without_bound() -> None:
-    """The module promises control packets "are never counted against the bound:
-    at most a handful exist at any time".  A client that POSTs pings without ever
-    polling must not make the server hold one PONG per ping (engine.io itself
-    closes such a session: "invalid heartbeat direction")."""
-    config = EngineConfig(max_packets_per_payload=1000)
-    session = polling(config)
-    for _ in range(20):
-        session.receive_payload("\x1e".join(["2"] * 1000).encode(), T0)
-    if session.closed:
-        return  # refusing server-bound pings is a fine answer too
-    queued = len(split(session.drain_for_polling()))
-    assert queued <= 8
+def test_server_bound_ping_over_websocket() -> None:
+    session = websocket()
+    events = session.receive_frame("2", T0)
+    assert len(events) == 1
+    assert isinstance(events[0], Closed)
+    assert events[0].reason is CloseReason.PARSE_ERROR
 
 
 # -- inbound ------------------------------------------------------------------------

@@ -53,8 +53,11 @@ def saved(
     namespace: str = "/",
     rooms: Iterable[str] = (),
     expires_at: float = WINDOW,
+    since_seq: int = 0,
 ) -> SavedSession:
-    return SavedSession(pid, sid, namespace, frozenset(rooms), {"user": 1}, expires_at)
+    return SavedSession(
+        pid, sid, namespace, frozenset(rooms), {"user": 1}, expires_at, since_seq=since_seq
+    )
 
 
 def test_offsets_are_unique_and_increasing() -> None:
@@ -76,6 +79,38 @@ def test_restore_returns_packets_after_offset() -> None:
     assert session.sid == "sid1"
     assert session.data == {"user": 1}
     assert names(missed) == ["b", "c"]
+
+
+def test_restore_without_offset_resumes_from_connect_time() -> None:
+    """A client that got no broadcast before dropping sends no offset: it missed
+    everything logged since it connected."""
+    s = store()
+    log(s, "before-connect", 1)
+    since = s.next_seq
+    log(s, "b", 2)
+    log(s, "c", 3)
+    s.save(saved(since_seq=since), 4)
+    result = s.restore("pid1", None, "/", 5)
+    assert result is not None
+    assert names(result[1]) == ["b", "c"]
+
+
+def test_restore_without_offset_and_nothing_missed() -> None:
+    s = store()
+    log(s, "before-connect", 1)
+    s.save(saved(since_seq=s.next_seq), 2)
+    result = s.restore("pid1", None, "/", 3)
+    assert result is not None
+    assert result[1] == []
+
+
+def test_restore_without_offset_fails_when_missed_packets_were_pruned() -> None:
+    s = store(max_packets=2)
+    since = s.next_seq
+    for name in "abc":
+        log(s, name, 1)
+    s.save(saved(since_seq=since), 2)
+    assert s.restore("pid1", None, "/", 3) is None
 
 
 def test_restore_at_latest_offset_misses_nothing() -> None:
