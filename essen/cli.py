@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 
 import trio
 
@@ -28,12 +29,12 @@ async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
 
 
 async def _dev(host: str, port: int) -> None:
-    app, server = create_demo()
+    app, server, mount = create_demo()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
         await nursery.start(server.run)
         nursery.start_soon(run_ticker, server)
-        urls = await nursery.start(serve_app, app, host, port)
+        urls = await nursery.start(partial(serve_app, app, host, port, socketio=mount))
         for url in urls:
             print(f"ESSEN realtime demo: Socket.IO at {url}/socket.io/ and {url}/api/socket.io/")
         print("Press Ctrl-C to stop.", flush=True)

@@ -38,11 +38,14 @@ import enum
 import json
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from essen.errors import LocalProtocolError, RemoteProtocolError
 
 from .engineio import Frame, Packet, PacketType, decode_frame, decode_payload, encode_payload
+from .wsframe import OP_BINARY, OP_TEXT
+from .wsframe import encode_frame as encode_ws_frame
 
 __all__ = (
     "CloseReason",
@@ -124,17 +127,28 @@ class EngineConfig:
         return f"{int(PacketType.OPEN)}{json.dumps(body, separators=(',', ':'))}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Outgoing:
     """Frames to deliver together (a Socket.IO packet and its attachments).
 
     Built once and shared by every session a broadcast goes to, so the
-    encoding cost of a broadcast does not grow with the number of receivers.
+    encoding cost of a broadcast does not grow with the number of receivers:
+    even the WebSocket wire bytes are computed once (:attr:`wire`).
     """
 
     frames: tuple[Frame, ...]
     droppable: bool = False
     size: int = 0
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The frames as server-to-client WebSocket frames, ready for the socket."""
+        return b"".join(
+            encode_ws_frame(frame.encode("utf-8"), OP_TEXT)
+            if isinstance(frame, str)
+            else encode_ws_frame(frame, OP_BINARY)
+            for frame in self.frames
+        )
 
     @classmethod
     def message(cls, payloads: tuple[str | bytes, ...], *, droppable: bool = False) -> Outgoing:
@@ -146,7 +160,6 @@ class Outgoing:
 _PING: Final = Outgoing(("2",))
 _NOOP: Final = Outgoing(("6",))
 _CLOSE: Final = Outgoing(("1",))
-_PONG: Final = Outgoing(("3",))
 
 
 class SendOutcome(enum.Enum):
@@ -282,9 +295,13 @@ class ServerSession:
                     events.append(self._close_now(CloseReason.CLIENT_CLOSE))
                     return events
                 case PacketType.PING:
-                    # Not part of v4's server-bound flow outside an upgrade probe;
-                    # answering is harmless and keeps old clients alive.
-                    self._enqueue_control(_PONG)
+                    # In v4 only the server pings (the probe travels on the
+                    # upgrading WebSocket, not here); engine.io closes the
+                    # session with "invalid heartbeat direction", and so do we.
+                    events.append(
+                        self._close_now(CloseReason.PARSE_ERROR, "invalid heartbeat direction")
+                    )
+                    return events
                 case PacketType.OPEN | PacketType.UPGRADE | PacketType.NOOP:
                     events.append(
                         self._close_now(
@@ -370,6 +387,14 @@ class ServerSession:
         """Everything queued, as WebSocket frames in order."""
         return self._take_all() if self._queue else []
 
+    def drain_items(self) -> list[Outgoing]:
+        """Everything queued, as the items it was queued as (see :attr:`Outgoing.wire`)."""
+        items = list(self._queue)
+        self._queue.clear()
+        self._queued_packets = 0
+        self._queued_bytes = 0
+        return items
+
     # -- polling requests ---------------------------------------------------
 
     def start_poll(self) -> bool:
@@ -393,7 +418,7 @@ class ServerSession:
         if self._upgrade_deadline is not None:
             deadline = min(deadline, self._upgrade_deadline)
         if self._closing_deadline is not None:
-            deadline = min(deadline, self._closing_deadline)
+            return self._closing_deadline
         return deadline
 
     def handle_timeout(self, now: float) -> list[Event]:
@@ -402,6 +427,8 @@ class ServerSession:
             return []
         if self._closing_deadline is not None and now >= self._closing_deadline:
             return [self._finish_close()]
+        if self.state is SessionState.CLOSING:
+            return []  # nothing may follow the CLOSE packet, not even a ping
         if self._upgrade_deadline is not None and now >= self._upgrade_deadline:
             self.abort_upgrade()
         if now >= self._ping_deadline:

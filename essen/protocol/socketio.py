@@ -37,7 +37,11 @@ __all__ = (
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
+#: At most this many binary attachments in one packet (socket.io-parser 4.2's
+#: ``maxAttachments``: its peers refuse more), and this many bytes waiting for
+#: their packet: a peer cannot make the decoder hold more.
 MAX_ATTACHMENTS = 10
+MAX_PENDING_BYTES = 16 * 1024 * 1024
 _MAX_ACK_ID_DIGITS = 15
 
 
@@ -111,10 +115,21 @@ def encode(packet: SioPacket) -> tuple[Frame, ...]:
     packet_type = packet.type
     data = packet.data
     attachments: list[bytes] = []
-    if packet_type in (SioType.EVENT, SioType.ACK) and has_binary(data):
+    try:
+        binary = packet_type in (SioType.EVENT, SioType.ACK) and has_binary(data)
+    except RecursionError as exc:
+        raise LocalProtocolError("payload nested too deeply") from exc
+    if binary:
         packet_type = SioType.BINARY_EVENT if packet_type is SioType.EVENT else SioType.BINARY_ACK
     if packet_type in (SioType.BINARY_EVENT, SioType.BINARY_ACK):
-        data = _deconstruct(data, attachments)
+        try:
+            data = _deconstruct(data, attachments)
+        except RecursionError as exc:
+            raise LocalProtocolError("payload nested too deeply") from exc
+        if len(attachments) > MAX_ATTACHMENTS:
+            raise LocalProtocolError(
+                f"{len(attachments)} binary attachments; peers accept at most {MAX_ATTACHMENTS}"
+            )
     parts = [str(int(packet_type))]
     if attachments or packet_type in (SioType.BINARY_EVENT, SioType.BINARY_ACK):
         parts.append(f"{len(attachments)}-")
@@ -125,8 +140,8 @@ def encode(packet: SioPacket) -> tuple[Frame, ...]:
     if data is not None:
         try:
             parts.append(_dumps(data))
-        except (TypeError, ValueError) as exc:
-            raise LocalProtocolError(f"payload is not JSON-serialisable: {exc}") from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise LocalProtocolError(f"payload is not JSON-serialisable: {exc!r}") from exc
     return ("".join(parts), *attachments)
 
 
@@ -136,7 +151,7 @@ def _reject_constant(name: str) -> object:
 
 def _parse_header(text: str) -> tuple[SioType, int, str, int | None, Any]:
     """Split one text packet into (type, attachments, namespace, ack id, data)."""
-    if not text or not text[0].isdigit() or int(text[0]) > 6:
+    if not text or text[0] not in "0123456":
         raise RemoteProtocolError(f"unknown Socket.IO packet type {text[:1]!r}")
     packet_type = SioType(int(text[0]))
     pos = 1
@@ -214,6 +229,7 @@ class _Pending:
     data: Any
     expected: int
     attachments: list[bytes] = field(default_factory=list)
+    size: int = 0
 
 
 class Decoder:
@@ -236,13 +252,23 @@ class Decoder:
 
         Raises:
             RemoteProtocolError: malformed packet, unexpected binary data,
-                or text arriving while attachments were expected.
+                text arriving while attachments were expected, or more
+                attachment bytes waiting than :data:`MAX_PENDING_BYTES`.
         """
+        try:
+            return self._feed(payload)
+        except RecursionError as exc:
+            raise RemoteProtocolError("payload nested too deeply") from exc
+
+    def _feed(self, payload: str | bytes) -> SioPacket | None:
         pending = self._pending
         if isinstance(payload, bytes):
             if pending is None:
                 raise RemoteProtocolError("binary data without a binary packet")
             pending.attachments.append(payload)
+            pending.size += len(payload)
+            if pending.size > MAX_PENDING_BYTES:
+                raise RemoteProtocolError("binary attachments too large")
             if len(pending.attachments) < pending.expected:
                 return None
             self._pending = None

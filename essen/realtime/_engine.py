@@ -14,7 +14,6 @@ import base64
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -155,18 +154,47 @@ class EngineConnection:
             await self._wake.park()
 
 
-class WebSocketIO(Protocol):
+class WebSocketTransport(Protocol):
+    """A WebSocket as the Engine.IO server needs it; ``receive`` gives None once closed."""
+
+    async def accept(self) -> None: ...
+    async def reject(self, error: tuple[int, str, int]) -> None: ...
     async def receive(self) -> Frame | None: ...
     async def send(self, frame: Frame) -> None: ...
+    async def send_items(self, items: list[Outgoing]) -> None: ...
+    async def close(self, code: int = 1000) -> None: ...
 
 
 class _AsgiWebSocket:
-    """ASGI WebSocket messages as frames; ``None`` from receive means closed."""
+    """A WebSocket carried by ASGI messages (Hypercorn, or the memory network)."""
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
         self._receive = receive
         self._send = send
         self.closed = False
+
+    async def accept(self) -> None:
+        await self._send({"type": "websocket.accept"})
+
+    async def reject(self, error: tuple[int, str, int]) -> None:
+        code, message, status = error
+        self.closed = True
+        if "websocket.http.response" in self._scope.get("extensions", {}):
+            body = json_error(code, message)
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await self._send({"type": "websocket.close", "code": 1008})
 
     async def receive(self) -> Frame | None:
         if self.closed:
@@ -185,6 +213,11 @@ class _AsgiWebSocket:
             await self._send({"type": "websocket.send", "text": frame})
         else:
             await self._send({"type": "websocket.send", "bytes": frame})
+
+    async def send_items(self, items: list[Outgoing]) -> None:
+        for item in items:
+            for frame in item.frames:
+                await self.send(frame)
 
     async def close(self, code: int = 1000) -> None:
         if not self.closed:
@@ -265,6 +298,8 @@ class EngineServer:
                 nursery.cancel_scope.cancel()
         finally:
             self.sessions.pop(conn.sid, None)
+            # Nobody reads the inbox any more: a transport blocked on it must fail, not hang.
+            conn.inbox.close()
             closed = Closed(
                 conn.session.close_reason or CloseReason.SERVER_CLOSE, conn.session.close_detail
             )
@@ -434,70 +469,60 @@ class EngineServer:
             conn._post_active = False
         await respond(send, 200, "ok", content_type="text/html", headers=cors)
 
-    async def _reject_websocket(
-        self, send: Send, scope: Scope, error: tuple[int, str, int]
-    ) -> None:
-        code, message, status = error
-        if "websocket.http.response" in scope.get("extensions", {}):
-            body = json_error(code, message)
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008})
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
+    def check_websocket(self, scope: Scope) -> tuple[int, str, int] | None:
+        """The protocol error a WebSocket request deserves, or None if it may proceed."""
         if not self.cors.allows(header(scope, b"origin"), header(scope, b"host")):
             log.warning("refused cross-site websocket from origin %r", header(scope, b"origin"))
-            await self._reject_websocket(send, scope, FORBIDDEN)
-            return
+            return FORBIDDEN
         query = query_params(scope)
         if query.get("transport") != Transport.WEBSOCKET or (
             Transport.WEBSOCKET not in self.config.transports
         ):
-            await self._reject_websocket(send, scope, UNKNOWN_TRANSPORT)
-            return
+            return UNKNOWN_TRANSPORT
         if query.get("EIO") != "4":
-            await self._reject_websocket(send, scope, UNSUPPORTED_PROTOCOL_VERSION)
-            return
-        ws = _AsgiWebSocket(receive, send)
+            return UNSUPPORTED_PROTOCOL_VERSION
         sid = query.get("sid")
+        if sid is None and len(self.sessions) >= self.max_sessions:
+            return (3, "Too many sessions", 503)
+        if sid is not None and sid not in self.sessions:
+            return UNKNOWN_SID
+        return None
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await self.serve_websocket(scope, _AsgiWebSocket(scope, receive, send))
+
+    async def serve_websocket(self, scope: Scope, ws: WebSocketTransport) -> None:
+        """Serve one WebSocket request, whatever carries it (ASGI or a raw stream).
+
+        Rejects it with the protocol's error, or accepts it as a new session or
+        as the upgrade of a polling session, and runs it until it closes.
+        """
+        error = self.check_websocket(scope)
+        if error is not None:
+            await ws.reject(error)
+            return
+        sid = query_params(scope).get("sid")
         if sid is None:
-            if len(self.sessions) >= self.max_sessions:
-                await self._reject_websocket(send, scope, (3, "Too many sessions", 503))
-                return
-            await send({"type": "websocket.accept"})
+            await ws.accept()
             conn = self._open(Transport.WEBSOCKET, scope)
             await ws.send(conn.session.open_packet)
         else:
-            found = self.sessions.get(sid)
-            if found is None:
-                await self._reject_websocket(send, scope, UNKNOWN_SID)
-                return
+            conn = self.sessions[sid]
             try:
-                found.session.begin_upgrade(trio.current_time())
+                conn.session.begin_upgrade(trio.current_time())
             except RemoteProtocolError:
-                await self._reject_websocket(send, scope, BAD_REQUEST)
+                await ws.reject(BAD_REQUEST)
                 return
-            found._settle()
-            await send({"type": "websocket.accept"})
-            if not await self._upgrade(found, ws):
+            conn._settle()
+            await ws.accept()
+            if not await self._upgrade(conn, ws):
                 await ws.close()
                 return
-            conn = found
         await self._serve_websocket(conn, ws)
 
-    async def _upgrade(self, conn: EngineConnection, ws: _AsgiWebSocket) -> bool:
+    async def _upgrade(self, conn: EngineConnection, ws: WebSocketTransport) -> bool:
         session = conn.session
         with trio.move_on_at(session.upgrade_deadline or -math.inf):
             while session.state is SessionState.UPGRADING:
@@ -517,15 +542,16 @@ class EngineServer:
         conn._settle()
         return False
 
-    async def _serve_websocket(self, conn: EngineConnection, ws: _AsgiWebSocket) -> None:
+    async def _serve_websocket(self, conn: EngineConnection, ws: WebSocketTransport) -> None:
         session = conn.session
         try:
             async with trio.open_nursery() as nursery:
 
                 async def writer() -> None:
                     while True:
-                        for frame in session.drain_for_websocket():
-                            await ws.send(frame)
+                        items = session.drain_items()
+                        if items:
+                            await ws.send_items(items)
                         if session.state is SessionState.CLOSING or session.closed:
                             break
                         await conn._wait_for_outgoing()
@@ -554,6 +580,3 @@ class EngineServer:
             conn._settle()
             with trio.CancelScope(shield=True):
                 await ws.close()
-
-
-AsgiHandler = Callable[[Scope, Receive, Send], Awaitable[None]]

@@ -54,7 +54,7 @@ class SavedSession:
     expires_at: float
     #: Sequence number the log had when the socket connected: a client that
     #: comes back with no offset (it got no broadcast yet) resumes from here.
-    since_seq: int
+    since_seq: int = 0
 
 
 class RecoveryStore:

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from essen.errors import ConnectionRefused, RemoteProtocolError
+from essen.errors import ConnectionRefused, LocalProtocolError, RemoteProtocolError
 from essen.protocol.engine_server import Closed, CloseReason, EngineConfig, Outgoing, SendOutcome
 from essen.protocol.socketio import Decoder, SioPacket, SioType, encode
 
@@ -418,11 +418,13 @@ class SocketIOServer:
                 ack_args = list(result)
             else:
                 ack_args = [result]
-            socket._send(
-                Outgoing.message(
-                    encode(SioPacket(SioType.ACK, socket.namespace.name, ack_args, packet.id))
-                )
-            )
+            try:
+                ack = encode(SioPacket(SioType.ACK, socket.namespace.name, ack_args, packet.id))
+            except LocalProtocolError:
+                self.counters["handler_errors"] += 1
+                log.exception("handler for event %r returned an unsendable ack", event)
+                return
+            socket._send(Outgoing.message(ack))
 
     async def _remove(self, socket: Socket, reason: str, *, recoverable: bool) -> None:
         if not socket.connected:

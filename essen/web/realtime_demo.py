@@ -14,13 +14,15 @@ import trio
 from quart import jsonify
 from quart_trio import QuartTrio
 
-from essen.realtime import ServerOptions, Socket, SocketIOServer
+from essen.realtime import ServerOptions, Socket, SocketIOMount, SocketIOServer
 from essen.web.mount import mount_socketio
 
 __all__ = ("create_demo", "run_ticker")
 
 
-def create_demo(options: ServerOptions | None = None) -> tuple[QuartTrio, SocketIOServer]:
+def create_demo(
+    options: ServerOptions | None = None,
+) -> tuple[QuartTrio, SocketIOServer, SocketIOMount]:
     server = SocketIOServer(options or ServerOptions(cors_origins=("*",)))
     app = QuartTrio("essen-demo")
 
@@ -41,8 +43,8 @@ def create_demo(options: ServerOptions | None = None) -> tuple[QuartTrio, Socket
     async def health() -> Any:
         return jsonify({"status": "ok", "realtime": server.statistics()})
 
-    mount_socketio(app, server, ("/socket.io/", "/api/socket.io/"))
-    return app, server
+    mount = mount_socketio(app, server, ("/socket.io/", "/api/socket.io/"))
+    return app, server, mount
 
 
 async def run_ticker(server: SocketIOServer, interval: float = 1.0) -> None:
