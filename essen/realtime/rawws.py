@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -111,17 +112,42 @@ class RawWebSocket:
         self._scope = scope
         self._max_message = max_message
         self._write_lock = trio.StrictFIFOLock()
+        self._waiting_writes = 0
+        socket = getattr(stream, "socket", None)
+        self._fileno: int | None = socket.fileno() if socket is not None else None
         self._parts: list[str | bytes | bytearray] = []
         self._part_size = 0
         self.closed = False
 
     async def _write(self, data: bytes) -> None:
+        """Write ``data`` in order with every other write on this socket.
+
+        Fast path: when no write is in progress, one non-blocking ``write(2)``
+        on the socket, with no trip through the scheduler; that is the common
+        case (the kernel buffer has room) and it halves what a delivery costs.
+        Whatever the kernel does not take waits its turn on a FIFO lock, and
+        while anything waits there every later write queues behind it.
+        """
+        if not self._waiting_writes and self._fileno is not None:
+            try:
+                written = os.write(self._fileno, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                self.closed = True
+                raise TransportError(f"websocket peer went away: {exc!r}") from exc
+            if written == len(data):
+                return
+            data = data[written:]
+        self._waiting_writes += 1
         try:
             async with self._write_lock:
                 await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.closed = True
             raise TransportError("websocket peer went away") from exc
+        finally:
+            self._waiting_writes -= 1
 
     async def accept(self) -> None:
         await self._write(self._ws.send(AcceptConnection()))
