@@ -506,6 +506,23 @@ def test_drop_oldest_by_bytes() -> None:
     assert session.drain_for_polling() == "4bbbb\x1e4cccc"
 
 
+def test_byte_bound_counts_utf8_bytes() -> None:
+    """``max_queued_bytes`` bounds bytes: non-ASCII text weighs its UTF-8 size."""
+    item = msg("€" * 10)  # 1 + 30 bytes once encoded
+    assert item.size == len(item.frames[0].encode("utf-8"))  # type: ignore[union-attr]
+    session = polling(EngineConfig(max_queued_bytes=40, overflow=Overflow.DISCONNECT))
+    assert session.send(item) is SendOutcome.QUEUED
+    assert session.send(item) is SendOutcome.CLOSED
+
+
+def test_websocket_text_frame_size_is_bytes() -> None:
+    session = websocket(EngineConfig(max_payload=10))
+    events = session.receive_frame("4" + "€" * 4, T0)  # 13 bytes
+    assert len(events) == 1
+    assert isinstance(events[0], Closed)
+    assert events[0].reason is CloseReason.PAYLOAD_TOO_LARGE
+
+
 def test_drop_oldest_drops_the_new_droppable_when_all_queued_are_undroppable() -> None:
     session = polling(EngineConfig(max_queued_packets=2))
     session.send(msg("u1"))

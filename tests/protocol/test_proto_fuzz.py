@@ -253,6 +253,7 @@ BENIGN_PACKETS: list[list[str]] = [
     ['452-3["echo",' + placeholder(1) + "," + placeholder(0) + "]", b64(b"a"), b64(b"")],
     ["461-9[" + placeholder(0) + "]", b64(b"\x00")],
     ["3"],
+    ['421["echo","\\ud800",{"k":"\\udfff"}]'],  # lone surrogates, escaped as JSON allows
 ]
 CLOSING_PACKETS: list[list[str]] = [
     ['450-["echo"]'],
@@ -496,6 +497,13 @@ async def test_many_messages_after_a_socketio_parse_error() -> None:
     """The decoder rejects "4x" and the session is aborted, but the POST keeps pushing
     the remaining messages into the session's inbox, which nobody reads any more."""
     await post_and_check("\x1e".join(["4x"] + ['42["echo",1]'] * 100))
+
+
+async def test_lone_surrogate_echoed_in_the_ack() -> None:
+    """JSON escapes of lone surrogates decode to a str that UTF-8 cannot encode;
+    echoing it back must not break the session's next GET (the encoder must
+    escape it, as JavaScript's ``JSON.stringify`` does)."""
+    await post_and_check('421["echo","\\ud800"]')
 
 
 async def test_handler_returning_an_unencodable_value() -> None:

@@ -361,6 +361,20 @@ def test_decoder_bounds_attachments() -> None:
         Decoder().feed(f'5{MAX_ATTACHMENTS + 1}-["e"]')
 
 
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\udc00\ud800"])
+def test_encode_lone_surrogates_are_wire_safe(text: str) -> None:
+    """JSON allows ``"\\ud800"`` and JavaScript strings hold lone surrogates, so a
+    peer's string can contain one; re-emitting it must give a packet that can be
+    sent (UTF-8) and decodes to the same string, as JavaScript's well-formed
+    ``JSON.stringify`` does by escaping it."""
+    received = decode_all('2["e",' + json.dumps(text) + "]")
+    assert received.data == ["e", text]
+    [header] = encode(SioPacket(SioType.ACK, "/", [text], 1))
+    assert isinstance(header, str)
+    wire = header.encode("utf-8")  # what a polling response or a WebSocket text frame sends
+    assert decode_all(wire.decode("utf-8")).data == [text]
+
+
 def test_encode_ack_id_zero() -> None:
     assert encode(SioPacket(SioType.EVENT, "/", ["e"], 0)) == ('20["e"]',)
     assert decode_all('20["e"]').id == 0

@@ -329,6 +329,20 @@ async def test_room_broadcast_with_exclude() -> None:
             assert env.server.statistics()["rooms"]["/"] == {"r": 2}
 
 
+async def test_broadcast_of_a_lone_surrogate_reaches_polling_clients() -> None:
+    """A string with a lone surrogate (which JSON and JavaScript allow) must not make
+    every receiver's GET fail and lose what was queued with it."""
+    with trio.fail_after(10):
+        async with serve() as env:
+            client = await env.client()
+            await client.connect()
+            env.server.emit("before", 1)
+            env.server.emit("odd", "\ud83d")
+            [before, odd] = events(await client.poll())
+            assert before[:2] == ["before", 1]
+            assert odd[:2] == ["odd", "\ud83d"]
+
+
 # -- disconnects -------------------------------------------------------------------------
 
 
