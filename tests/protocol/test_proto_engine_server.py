@@ -20,6 +20,9 @@ from essen.protocol.engine_server import (
     SessionState,
     Transport,
 )
+from essen.protocol.socketio import SioPacket, SioType, encode
+from essen.protocol.wsframe import OP_BINARY, OP_TEXT
+from essen.protocol.wsframe import encode_frame as encode_ws_frame
 
 CONFIG = EngineConfig(ping_interval=25.0, ping_timeout=20.0, upgrade_timeout=10.0)
 T0 = 1000.0
@@ -504,6 +507,21 @@ def test_drop_oldest_by_bytes() -> None:
     assert session.send(msg("cccc")) is SendOutcome.QUEUED_DROPPED_OLDER
     assert session.dropped == 1
     assert session.drain_for_polling() == "4bbbb\x1e4cccc"
+
+
+def test_outgoing_wire_is_websocket_frames() -> None:
+    item = Outgoing.message(('51-["e",{"_placeholder":true,"num":0}]', b"\x01"))
+    assert item.wire == (
+        encode_ws_frame(b'451-["e",{"_placeholder":true,"num":0}]', OP_TEXT)
+        + encode_ws_frame(b"\x01", OP_BINARY)
+    )
+
+
+def test_outgoing_wire_of_a_lone_surrogate() -> None:
+    """A peer's string may hold a lone surrogate (JSON ``"\\ud800"``); re-emitting it
+    must give a sendable packet, not a UnicodeEncodeError in every receiver's writer."""
+    item = Outgoing.message(encode(SioPacket(SioType.EVENT, "/", ["relay", "\ud800"])))
+    assert item.wire.startswith(b"\x81")
 
 
 def test_byte_bound_counts_utf8_bytes() -> None:
