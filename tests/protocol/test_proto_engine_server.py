@@ -551,6 +551,17 @@ def test_drop_oldest_drops_the_new_droppable_when_all_queued_are_undroppable() -
     assert session.drain_for_polling() == "4u1\x1e4u2"
 
 
+def test_drop_oldest_drops_nothing_for_an_item_that_cannot_fit() -> None:
+    """A droppable item larger than the whole bound is dropped by itself: evicting
+    older messages cannot make room for it, so none may be sacrificed."""
+    session = polling(EngineConfig(max_queued_bytes=10))
+    session.send(msg("old", droppable=True))  # 4 bytes
+    huge = msg("x" * 20, droppable=True)
+    assert session.send(huge) is SendOutcome.DROPPED
+    assert session.dropped == 1
+    assert session.drain_for_polling() == "4old"
+
+
 def test_drop_oldest_closes_when_nothing_droppable() -> None:
     session = polling(EngineConfig(max_queued_packets=2))
     session.send(msg("u1"))

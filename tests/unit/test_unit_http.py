@@ -76,46 +76,51 @@ def test_json_error_shape() -> None:
 
 
 async def test_respond() -> None:
-    send = Recorder()
-    await respond(send, 200, "héllo", headers=[(b"x-extra", b"1")])
-    start, body = send.messages
-    assert start["type"] == "http.response.start"
-    assert start["status"] == 200
-    headers = dict(start["headers"])
-    assert headers[b"content-type"] == b"text/plain; charset=UTF-8"
-    assert headers[b"content-length"] == str(len("héllo".encode())).encode()
-    assert headers[b"cache-control"] == b"no-store"
-    assert headers[b"x-extra"] == b"1"
-    assert body == {"type": "http.response.body", "body": "héllo".encode(), "more_body": False}
+    with trio.fail_after(5):
+        send = Recorder()
+        await respond(send, 200, "héllo", headers=[(b"x-extra", b"1")])
+        start, body = send.messages
+        assert start["type"] == "http.response.start"
+        assert start["status"] == 200
+        headers = dict(start["headers"])
+        assert headers[b"content-type"] == b"text/plain; charset=UTF-8"
+        assert headers[b"content-length"] == str(len("héllo".encode())).encode()
+        assert headers[b"cache-control"] == b"no-store"
+        assert headers[b"x-extra"] == b"1"
+        assert body == {"type": "http.response.body", "body": "héllo".encode(), "more_body": False}
 
 
 async def test_read_body_chunks() -> None:
-    receive = receiver(
-        {"type": "http.request", "body": b"ab", "more_body": True},
-        {"type": "http.request", "body": b"", "more_body": True},
-        {"type": "http.request", "body": b"cd"},
-    )
-    assert await read_body(receive, limit=4) == b"abcd"
+    with trio.fail_after(5):
+        receive = receiver(
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": b"cd"},
+        )
+        assert await read_body(receive, limit=4) == b"abcd"
 
 
 async def test_read_body_limit() -> None:
-    receive = receiver(
-        {"type": "http.request", "body": b"abc", "more_body": True},
-        {"type": "http.request", "body": b"de", "more_body": False},
-    )
-    assert await read_body(receive, limit=4) is None
+    with trio.fail_after(5):
+        receive = receiver(
+            {"type": "http.request", "body": b"abc", "more_body": True},
+            {"type": "http.request", "body": b"de", "more_body": False},
+        )
+        assert await read_body(receive, limit=4) is None
 
 
 async def test_read_body_disconnect() -> None:
-    receive = receiver(
-        {"type": "http.request", "body": b"a", "more_body": True}, {"type": "http.disconnect"}
-    )
-    with pytest.raises(ConnectionAbortedError):
-        await read_body(receive, limit=100)
+    with trio.fail_after(5):
+        receive = receiver(
+            {"type": "http.request", "body": b"a", "more_body": True}, {"type": "http.disconnect"}
+        )
+        with pytest.raises(ConnectionAbortedError):
+            await read_body(receive, limit=100)
 
 
 async def test_read_empty_body() -> None:
-    assert await read_body(receiver({"type": "http.request"}), limit=0) == b""
+    with trio.fail_after(5):
+        assert await read_body(receiver({"type": "http.request"}), limit=0) == b""
 
 
 # -- CORS -------------------------------------------------------------------------
@@ -178,41 +183,45 @@ def mount(
 
 @pytest.mark.parametrize("path", ["/socket.io/", "/socket.io"])
 async def test_mount_routes_both_slash_forms(path: str) -> None:
-    app, engine = mount()
-    await app({"type": "http", "path": path}, receiver(), Recorder())
-    await app({"type": "websocket", "path": path}, receiver(), Recorder())
-    assert engine.paths == [path, path]
+    with trio.fail_after(5):
+        app, engine = mount()
+        await app({"type": "http", "path": path}, receiver(), Recorder())
+        await app({"type": "websocket", "path": path}, receiver(), Recorder())
+        assert engine.paths == [path, path]
 
 
 async def test_mount_several_paths() -> None:
-    app, engine = mount(paths=("/socket.io/", "/api/socket.io"))
-    for path in ("/socket.io", "/api/socket.io/", "/api/socket.io"):
-        await app({"type": "http", "path": path}, receiver(), Recorder())
-    assert engine.paths == ["/socket.io", "/api/socket.io/", "/api/socket.io"]
+    with trio.fail_after(5):
+        app, engine = mount(paths=("/socket.io/", "/api/socket.io"))
+        for path in ("/socket.io", "/api/socket.io/", "/api/socket.io"):
+            await app({"type": "http", "path": path}, receiver(), Recorder())
+        assert engine.paths == ["/socket.io", "/api/socket.io/", "/api/socket.io"]
 
 
 async def test_mount_passes_everything_else_to_the_app() -> None:
-    seen: list[tuple[str, str | None]] = []
+    with trio.fail_after(5):
+        seen: list[tuple[str, str | None]] = []
 
-    async def inner(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((scope["type"], scope.get("path")))
+        async def inner(scope: Any, receive: Any, send: Any) -> None:
+            seen.append((scope["type"], scope.get("path")))
 
-    app, engine = mount(inner)
-    await app({"type": "http", "path": "/socket.io/x"}, receiver(), Recorder())
-    await app({"type": "http", "path": "/"}, receiver(), Recorder())
-    await app({"type": "lifespan"}, receiver(), Recorder())
-    assert seen == [("http", "/socket.io/x"), ("http", "/"), ("lifespan", None)]
-    assert engine.paths == []
+        app, engine = mount(inner)
+        await app({"type": "http", "path": "/socket.io/x"}, receiver(), Recorder())
+        await app({"type": "http", "path": "/"}, receiver(), Recorder())
+        await app({"type": "lifespan"}, receiver(), Recorder())
+        assert seen == [("http", "/socket.io/x"), ("http", "/"), ("lifespan", None)]
+        assert engine.paths == []
 
 
 async def test_mount_without_app_404s() -> None:
-    app, _ = mount()
-    send = Recorder()
-    await app({"type": "http", "path": "/other"}, receiver(), send)
-    assert send.messages[0]["status"] == 404
-    send = Recorder()
-    await app({"type": "websocket", "path": "/other"}, receiver(), send)
-    assert send.messages == [{"type": "websocket.close", "code": 1000}]
+    with trio.fail_after(5):
+        app, _ = mount()
+        send = Recorder()
+        await app({"type": "http", "path": "/other"}, receiver(), send)
+        assert send.messages[0]["status"] == 404
+        send = Recorder()
+        await app({"type": "websocket", "path": "/other"}, receiver(), send)
+        assert send.messages == [{"type": "websocket.close", "code": 1000}]
 
 
 async def test_mount_without_app_answers_lifespan() -> None:
