@@ -154,7 +154,9 @@ class Outgoing:
     def message(cls, payloads: tuple[str | bytes, ...], *, droppable: bool = False) -> Outgoing:
         """Wrap Socket.IO payloads as Engine.IO MESSAGE frames."""
         frames = tuple(p if isinstance(p, bytes) else "4" + p for p in payloads)
-        return cls(frames, droppable, sum(len(f) for f in frames))
+        # Bytes, not characters: the queue bounds are in bytes (once per broadcast).
+        size = sum(len(f) if isinstance(f, bytes) else len(f.encode("utf-8")) for f in frames)
+        return cls(frames, droppable, size)
 
 
 _PING: Final = Outgoing(("2",))
@@ -255,8 +257,11 @@ class ServerSession:
 
     def receive_frame(self, frame: Frame, now: float) -> list[Event]:
         """One WebSocket frame of an established WebSocket session."""
-        if len(frame) > self.config.max_payload:
-            return [self._close_now(CloseReason.PAYLOAD_TOO_LARGE, f"{len(frame)} bytes")]
+        size = len(frame)
+        if isinstance(frame, str) and size * 4 > self.config.max_payload:
+            size = len(frame.encode("utf-8", "surrogatepass"))  # characters are not bytes
+        if size > self.config.max_payload:
+            return [self._close_now(CloseReason.PAYLOAD_TOO_LARGE, f"{size} bytes")]
         try:
             packet = decode_frame(frame)
         except RemoteProtocolError as exc:
@@ -339,6 +344,8 @@ class ServerSession:
 
     def _make_room(self, packets: int, size: int) -> bool:
         config = self.config
+        if packets > config.max_queued_packets or size > config.max_queued_bytes:
+            return False  # bigger than the whole bound: evicting others would not help
         kept: deque[Outgoing] = deque()
         queue = self._queue
         while queue and (

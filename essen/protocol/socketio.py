@@ -101,7 +101,14 @@ def _reconstruct(value: object, attachments: list[bytes]) -> object:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (valid in JSON and common from JavaScript) cannot be
+        # sent as UTF-8; escape it as JSON.stringify does.
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text
 
 
 def encode(packet: SioPacket) -> tuple[Frame, ...]:
