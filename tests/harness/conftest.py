@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -13,6 +13,9 @@ from essen.realtime import EngineConfig, ServerOptions, SocketIOMount, SocketIOS
 from essen.realtime._http import Receive, Scope, Send, json_error, respond
 from essen.realtime.client import ClientOptions, SocketIOClient
 from essen.realtime.transports import MemoryNetwork
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 
 class Switchboard:
