@@ -1,0 +1,1 @@
+"""ESSEN's actors: one per module, each an explicit run(...) taking its channels."""

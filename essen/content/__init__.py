@@ -1,0 +1,1 @@
+"""Default conversation content shipped with ESSEN."""

@@ -1,0 +1,1 @@
+"""Metrics: the in-memory collector, mergeable histograms, unique counts, system stats."""
