@@ -1,0 +1,179 @@
+"""The uplink actor: the bot's Socket.IO client to the admin API.
+
+It authenticates as a service (``{service: "bot", secret, instance}``), starts
+on polling and upgrades to WebSocket, and sends:
+
+* ``message:processed`` in batches: flushed at ``flush_at`` events or
+  ``flush_after`` seconds after the first one, whichever comes first;
+* ``metrics:update`` whenever the metrics actor publishes a snapshot, and on
+  the admin's ``metrics:request``; while disconnected only the latest snapshot
+  is kept (an old one is worth nothing once a newer exists) and sent on reconnect;
+* ``health:changed`` on every transition.
+
+While disconnected, batches and health events wait in the client's bounded
+buffer (overflow drops the oldest and is counted in ``statistics()``) and are
+flushed in order on reconnect.  The guide's log lines mark each state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from essen.events import HealthChanged, MessageBatch, MessageProcessed, MetricsSnapshot
+from essen.realtime.backoff import BackoffPolicy
+from essen.realtime.client import ClientOptions, ClientState, ClientStatus, SocketIOClient
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Awaitable, Callable
+
+    from essen.realtime.transports import NetworkTransports
+
+__all__ = ("UplinkConfig", "UplinkItem", "UplinkStats", "run")
+
+log = logging.getLogger("essen.uplink")
+
+UplinkItem = MessageProcessed | MetricsSnapshot | HealthChanged
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    url: str
+    secret: str
+    instance: str
+    path: str = "/api/socket.io/"
+    transports: tuple[str, ...] = ("polling", "websocket")
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    flush_at: int = 100
+    flush_after: float = 0.25
+    buffer_limit: int = 1000
+
+
+@dataclass
+class UplinkStats:
+    """What the uplink sent; the client's ``buffer_dropped`` counts what overflowed."""
+
+    batches: int = 0
+    events: int = 0
+    snapshots: int = 0
+    health: int = 0
+    snapshots_coalesced: int = 0
+
+
+async def run(
+    inbox: trio.MemoryReceiveChannel[UplinkItem],
+    *,
+    config: UplinkConfig,
+    request_metrics: Callable[[], Awaitable[MetricsSnapshot]],
+    on_status: Callable[[ClientStatus], None] | None = None,
+    network: NetworkTransports | None = None,
+    rng: random.Random | None = None,
+    stats: UplinkStats | None = None,
+    task_status: trio.TaskStatus[SocketIOClient] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the uplink until cancelled or until ``inbox`` is closed."""
+    client = SocketIOClient(
+        config.url,
+        ClientOptions(
+            path=config.path,
+            transports=config.transports,
+            auth={"service": "bot", "secret": config.secret, "instance": config.instance},
+            backoff=config.backoff,
+            buffer_limit=config.buffer_limit,
+        ),
+        network=network,
+        rng=rng,
+    )
+    stats = stats if stats is not None else UplinkStats()
+    pending_snapshot: MetricsSnapshot | None = None
+
+    def send_snapshot(snapshot: MetricsSnapshot) -> None:
+        nonlocal pending_snapshot
+        if client.connected:
+            client.emit("metrics:update", snapshot.model_dump(mode="json"))
+            stats.snapshots += 1
+            pending_snapshot = None
+        else:
+            if pending_snapshot is not None:
+                stats.snapshots_coalesced += 1
+            pending_snapshot = snapshot
+
+    previous = ClientState.IDLE
+
+    def status_changed(status: ClientStatus) -> None:
+        nonlocal previous
+        if previous is ClientState.CONNECTED and status.state is not ClientState.CONNECTED:
+            log.warning("❌ Disconnected from admin: %s", status.reason)
+        match status.state:
+            case ClientState.CONNECTED if previous is not ClientState.CONNECTED:
+                log.info(
+                    "✅ Connected to admin backend via Socket.io (%s%s)",
+                    status.transport,
+                    ", session recovered" if status.recovered else "",
+                )
+                if pending_snapshot is not None:
+                    send_snapshot(pending_snapshot)
+            case ClientState.RECONNECTING if status.retry_in is not None:
+                log.warning(
+                    "⚠️ Connection error: %s; retry %d in %.1f s",
+                    status.reason,
+                    status.attempt,
+                    status.retry_in,
+                )
+            case _:
+                pass
+        previous = status.state
+        if on_status is not None:
+            on_status(status)
+
+    client.on_status(status_changed)
+
+    @client.on("metrics:request")
+    async def on_metrics_request(*_: object) -> None:
+        send_snapshot(await request_metrics())
+
+    batch: list[MessageProcessed] = []
+
+    def flush() -> None:
+        if batch:
+            message = MessageBatch(instance=config.instance, events=tuple(batch))
+            client.emit("message:processed", message.model_dump(mode="json"))
+            stats.batches += 1
+            stats.events += len(batch)
+            batch.clear()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        task_status.started(client)
+        deadline = math.inf
+        async with inbox:
+            while True:
+                with trio.move_on_at(deadline):
+                    try:
+                        item = await inbox.receive()
+                    except trio.EndOfChannel:
+                        break
+                    match item:
+                        case MessageProcessed():
+                            batch.append(item)
+                            if len(batch) == 1:
+                                deadline = trio.current_time() + config.flush_after
+                            if len(batch) >= config.flush_at:
+                                flush()
+                                deadline = math.inf
+                        case MetricsSnapshot():
+                            send_snapshot(item)
+                        case HealthChanged():
+                            client.emit("health:changed", item.model_dump(mode="json"))
+                            stats.health += 1
+                    continue
+                flush()
+                deadline = math.inf
+        flush()
+        await client.aclose()
+        nursery.cancel_scope.cancel()
