@@ -28,7 +28,7 @@ __all__ = ("EngineClient", "open_engine")
 
 log = logging.getLogger("essen.realtime.client")
 
-OnMessage = Callable[[str | bytes], Awaitable[None]]
+OnMessage = Callable[["EngineClient", str | bytes], Awaitable[None]]
 _PROBE_TIMEOUT: Final = 10.0
 
 
@@ -85,7 +85,7 @@ class EngineClient:
             if isinstance(event, Closed):
                 self._mark_lost(event)
                 return
-            await self._on_message(event.data)
+            await self._on_message(self, event.data)
         if self.session is not None and self.session.has_outgoing:
             self._wake.unpark_all()
         if self._timer_scope is not None and self.session is not None:

@@ -21,6 +21,7 @@ buffer that is flushed in order on reconnect.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import logging
@@ -152,9 +153,9 @@ class SocketIOClient:
         self._next_ack_id = 0
         self._run_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
-        self._events_in, self._events_out = trio.open_memory_channel[SioPacket](
-            self.options.inbox_size
-        )
+        self._events_in, self._events_out = trio.open_memory_channel[
+            tuple[SioPacket, EngineClient]
+        ](self.options.inbox_size)
         self._closing = False
 
     # -- handlers and status ------------------------------------------------
@@ -368,7 +369,7 @@ class SocketIOClient:
         send_events = self._events_in
         namespace = self.options.namespace
 
-        async def on_message(data: str | bytes) -> None:
+        async def on_message(engine: EngineClient, data: str | bytes) -> None:
             packet = decoder.feed(data)
             if packet is None or packet.namespace != namespace:
                 return
@@ -397,7 +398,10 @@ class SocketIOClient:
                         # A recoverable broadcast: its last argument is the offset to
                         # resume from (socket.io 4.6 connection state recovery).
                         self._last_offset = args[-1]
-                    await send_events.send(packet)
+                    # The handler answers on the connection the event came on,
+                    # even if it came before the CONNECT answer (python-socketio
+                    # calls clients from its connect handler).
+                    await send_events.send((packet, engine))
                 case SioType.ACK:
                     call = self._calls.get(packet.id) if packet.id is not None else None
                     if call is not None:
@@ -479,7 +483,7 @@ class SocketIOClient:
         It outlives each connection, so an event that arrived is handled even
         when the connection drops right after.
         """
-        async for packet in self._events_out:
+        async for packet, engine in self._events_out:
             event, *args = packet.data
             handler = self._handlers.get(event)
             if handler is None:
@@ -492,8 +496,7 @@ class SocketIOClient:
             except Exception:
                 log.exception("handler for %r failed", event)
                 continue
-            engine = self._engine
-            if packet.id is not None and engine is not None:
+            if packet.id is not None and engine.lost is None:
                 ack = (
                     []
                     if result is None
@@ -501,7 +504,8 @@ class SocketIOClient:
                     if isinstance(result, tuple)
                     else [result]
                 )
-                engine.send(encode(SioPacket(SioType.ACK, packet.namespace, ack, packet.id)))
+                with contextlib.suppress(TransportError):
+                    engine.send(encode(SioPacket(SioType.ACK, packet.namespace, ack, packet.id)))
 
 
 class _ServerDisconnect(Exception):

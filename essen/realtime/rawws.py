@@ -171,10 +171,10 @@ class RawWebSocket:
                 if isinstance(event, TextMessage | BytesMessage):
                     self._parts.append(event.data)
                     self._part_size += len(event.data)
-                    if self._part_size > self._max_message:
-                        await self.close(1009)
-                        return None
-                    if event.message_finished:
+                    if event.message_finished or self._part_size > self._max_message:
+                        # An oversized message is handed over as far as it got
+                        # (bounded): the Engine.IO session closes it as "payload
+                        # too large", exactly as on the ASGI path.
                         parts, self._parts, self._part_size = self._parts, [], 0
                         if isinstance(event, TextMessage):
                             return "".join(str(p) for p in parts)
