@@ -11,6 +11,8 @@ from functools import partial
 
 import trio
 
+from essen.bot import run_bot
+from essen.config import ConfigError, load_bot_settings
 from essen.web.realtime_demo import create_demo, run_ticker
 from essen.web.serving import serve_app
 
@@ -40,15 +42,30 @@ async def _dev(host: str, port: int) -> None:
         print("Press Ctrl-C to stop.", flush=True)
 
 
+async def _bot() -> None:
+    settings = load_bot_settings()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        await nursery.start(run_bot, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="essen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="run ESSEN locally (for now: the realtime demo hub)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
+    commands.add_parser("bot", help="run the facebook-bot service (port $PORT, default 3000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    trio.run(_dev, args.host, args.port)
+    try:
+        if args.command == "bot":
+            trio.run(_bot)
+        else:
+            trio.run(_dev, args.host, args.port)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
     log.info("stopped")
     return 0
 

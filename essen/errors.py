@@ -15,9 +15,11 @@ E = TypeVar("E", bound=BaseException)
 
 __all__ = (
     "ConnectionRefused",
+    "ContentError",
     "DisconnectedError",
     "EssenError",
     "LocalProtocolError",
+    "MalformedWebhook",
     "ProtocolError",
     "RemoteProtocolError",
     "TransportError",
@@ -64,6 +66,34 @@ class ConnectionRefused(EssenError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+
+class MalformedWebhook(EssenError):
+    """A webhook POST body is not a Messenger page webhook.
+
+    Raised only for the envelope (not JSON, not ``{"object": "page", "entry":
+    [...]}``, more events than allowed): the web layer answers 400.  A single
+    item Messenger sends that ESSEN does not understand is never an error; it
+    becomes an ``Unknown`` event, so one odd item cannot make Messenger retry
+    a whole batch.
+    """
+
+
+class ContentError(EssenError):
+    """A conversation content file cannot be used.
+
+    The message names the file and, when the problem is one value, its key
+    (``rules.hours.quick_replies[2].title``), so whoever edits the file can
+    find it.  A reloaded file that raises this leaves the previous content in
+    service.
+    """
+
+    def __init__(self, source: str, key: str | None, problem: str) -> None:
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
 
 
 def first_leaf(group: BaseExceptionGroup[E]) -> E:

@@ -125,7 +125,7 @@ async def run(
         apply(Signal("memory", "healthy"))
         nursery.start_soon(watch_process)
         task_status.started()
-        async with inbox:
-            async for signal in inbox:
-                apply(signal)
+        # The inbox belongs to the assembly: a restarted actor reads the same channel.
+        async for signal in inbox:
+            apply(signal)
         nursery.cancel_scope.cancel()

@@ -151,29 +151,29 @@ async def run(
         await nursery.start(client.run)
         task_status.started(client)
         deadline = math.inf
-        async with inbox:
-            while True:
-                with trio.move_on_at(deadline):
-                    try:
-                        item = await inbox.receive()
-                    except trio.EndOfChannel:
-                        break
-                    match item:
-                        case MessageProcessed():
-                            batch.append(item)
-                            if len(batch) == 1:
-                                deadline = trio.current_time() + config.flush_after
-                            if len(batch) >= config.flush_at:
-                                flush()
-                                deadline = math.inf
-                        case MetricsSnapshot():
-                            send_snapshot(item)
-                        case HealthChanged():
-                            client.emit("health:changed", item.model_dump(mode="json"))
-                            stats.health += 1
-                    continue
-                flush()
-                deadline = math.inf
+        # The inbox belongs to the assembly: a restarted uplink reads the same channel.
+        while True:
+            with trio.move_on_at(deadline):
+                try:
+                    item = await inbox.receive()
+                except trio.EndOfChannel:
+                    break
+                match item:
+                    case MessageProcessed():
+                        batch.append(item)
+                        if len(batch) == 1:
+                            deadline = trio.current_time() + config.flush_after
+                        if len(batch) >= config.flush_at:
+                            flush()
+                            deadline = math.inf
+                    case MetricsSnapshot():
+                        send_snapshot(item)
+                    case HealthChanged():
+                        client.emit("health:changed", item.model_dump(mode="json"))
+                        stats.health += 1
+                continue
+            flush()
+            deadline = math.inf
         flush()
         await client.aclose()
         nursery.cancel_scope.cancel()
