@@ -139,6 +139,7 @@ async def events() -> dict[str, Any]:
         ([],),
         ("",),
         (False, 0),
+        ("lone \ud800 surrogate", "\udfff"),
     ]
     for args in payloads:
         await sio.emit("ping-event", args)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from essen.realtime import RecoveryConfig, ServerOptions
+from essen.realtime import EngineConfig, RecoveryConfig, ServerOptions
 
 from ._app import ALLOWED_ORIGIN, BLOB, TOKEN, InteropApp, start_server
 from ._peer import Peer, check_results, run_peer
@@ -173,6 +173,31 @@ async def test_reconnect_after_server_restart(node, how, mode, path):
     ]
     assert [c for c in second.seen.connects if c[1] == "restart"] == [
         (back["sid"], "restart", False)
+    ]
+
+
+@pytest.mark.parametrize(("how", "mode", "path"), TWO_MODES)
+async def test_heartbeat_and_ping_timeout(node, how, mode, path):
+    """The client answers the server's pings (Engine.IO v4: server pings, client pongs) and
+    stays connected; once it stops answering, the server closes it for "ping timeout", and
+    the client, reconnecting, recovers its session (a ping timeout is recoverable)."""
+    options = ServerOptions(
+        cors_origins=(ALLOWED_ORIGIN,),
+        engine=EngineConfig(ping_interval=0.2, ping_timeout=0.4),
+    )
+    app = InteropApp(options)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await start_server(nursery, app, serving=how)
+            async with node_client(node, server.url, path, mode, "heartbeat") as peer:
+                await peer.finish()
+            await server.stop()
+    check_results(peer, ["heartbeat"])
+    sid = peer.result_of("heartbeat")["sid"]
+    assert next(d for d in app.seen.disconnects if d[0] == sid) == (sid, "ping timeout")
+    assert [c for c in app.seen.connects if c[1] == "heartbeat"] == [
+        (sid, "heartbeat", False),
+        (sid, "heartbeat", True),
     ]
 
 

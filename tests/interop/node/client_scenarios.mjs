@@ -243,6 +243,8 @@ const scenarios = {
       [{}],
       [""],
       [false, 0],
+      // JavaScript strings may hold lone surrogates; JSON.stringify escapes them.
+      ["lone \ud800 surrogate", "\udfff"],
     ];
     for (const args of payloads) {
       const reply = once(s, "pong-event");
@@ -381,6 +383,35 @@ const scenarios = {
     const who = await good.timeout(WAIT_MS).emitWithAck("whoami");
     checkEqual(who.user, "cors-good", "allowed origin");
     return { refused: err.message, description };
+  },
+
+  // Needs a server with a short ping interval.  Engine.IO v4: the server pings, the client pongs.
+  async heartbeat() {
+    const s = await connect("heartbeat", { reconnection: true, reconnectionDelay: 20, reconnectionDelayMax: 20, randomizationFactor: 0 });
+    const sid = s.id;
+    let engine = s.io.engine;
+    for (let i = 0; i < 3; i++) await once(engine, "ping");
+    check(s.connected && s.id === sid, "dropped while answering pings", { connected: s.connected, id: s.id });
+    checkEqual((await s.timeout(WAIT_MS).emitWithAck("whoami")).sid, sid, "sid after three heartbeats");
+
+    // Get an offset, then freeze: stop answering pings, as a hung client would.
+    checkEqual(await s.timeout(WAIT_MS).emitWithAck("subscribe", "beat"), true, "subscribe ack");
+    const before = once(s, "beat");
+    await s.timeout(WAIT_MS).emitWithAck("broadcast", { event: "beat", args: ["before"], to: "beat" });
+    await before;
+    const sendPacket = engine._sendPacket.bind(engine);
+    engine._sendPacket = (type, ...rest) => (type === "pong" ? undefined : sendPacket(type, ...rest));
+    const [reason] = await once(s, "disconnect");
+    // The server closed the transport ("transport close"), or the client's own
+    // heartbeat timer fired first ("ping timeout"): both are transport losses.
+    check(["transport close", "ping timeout"].includes(reason), "unexpected disconnect reason", reason);
+    await once(s, "connect");
+    check(s.io.engine !== engine, "reconnected on the frozen engine");
+    const who = await s.timeout(WAIT_MS).emitWithAck("whoami");
+    check(s.recovered === true, "not recovered after a ping timeout", { recovered: s.recovered, sid: s.id });
+    checkEqual(s.id, sid, "sid after recovery");
+    checkEqual(who.rooms, ["beat"], "rooms after recovery");
+    return { sid, reason };
   },
 
   // -- interactive (the test drives the server in between) --------------------
