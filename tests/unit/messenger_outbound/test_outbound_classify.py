@@ -102,7 +102,9 @@ CASES = [
 
 @pytest.mark.parametrize(("status", "body", "category", "retryable"), CASES)
 def test_error_categories(status, body, category, retryable) -> None:
-    forms = [json.dumps(body).encode(), json.dumps(body), body] if isinstance(body, dict) else [body]
+    forms = [body]
+    if isinstance(body, dict):
+        forms += [json.dumps(body).encode(), json.dumps(body)]
     for form in forms:
         outcome = classify(status, form)
         assert isinstance(outcome, Failure)

@@ -29,7 +29,8 @@ def test_bucket_starts_full_and_empties() -> None:
 
 def test_bucket_refills_at_rate() -> None:
     bucket = TokenBucket(rate=4.0, burst=2)
-    assert bucket.try_take(0.0) and bucket.try_take(0.0)
+    assert bucket.try_take(0.0)
+    assert bucket.try_take(0.0)
     assert bucket.wait_time(0.0) == pytest.approx(0.25)
     assert not bucket.try_take(0.2)
     assert bucket.tokens == pytest.approx(0.8)
@@ -70,7 +71,7 @@ def test_sustained_rate_is_exact() -> None:
 
 @pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (float("inf"), 1), (1.0, 0)])
 def test_invalid_buckets_are_refused(rate, burst) -> None:
-    with pytest.raises(ValueError, match="rate|burst"):
+    with pytest.raises(ValueError, match=r"rate|burst"):
         TokenBucket(rate, burst)
 
 
