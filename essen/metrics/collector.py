@@ -354,6 +354,7 @@ class MetricsCollector:
         return math.floor(now + self._offset)
 
     def _slots_at(self, now: float) -> tuple[_Slot, ...]:
+        """The slots of ``now`` in each ring that still reaches it."""
         second = math.floor(now + self._offset)
         if second == self._cached_second:
             return self._cached_slots

@@ -29,7 +29,7 @@ def test_bounds_are_inclusive_upper_bounds() -> None:
     assert bucket_index(10.0) == 1
     assert bucket_index(20_000.0) == len(LATENCY_BOUNDS_MS) - 1
     assert bucket_index(20_000.1) == len(LATENCY_BOUNDS_MS)  # the overflow bucket
-    assert BUCKET_COUNT == len(Histogram().counts)
+    assert len(Histogram().counts) == BUCKET_COUNT
 
 
 @pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf, -math.inf])
