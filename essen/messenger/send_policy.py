@@ -260,9 +260,12 @@ def _str_or_none(value: object) -> str | None:
 
 def _describe(status: int, error: GraphError) -> str:
     code = "?" if error.code is None else str(error.code)
+    message = error.message
+    # Facebook often starts the message with "(#code)" itself; say it once.
+    message = message.removeprefix(f"(#{code})").lstrip()
     if error.subcode is not None:
         code = f"{code}/{error.subcode}"
-    return redact(f"HTTP {status} (#{code}) {error.message}")
+    return redact(f"HTTP {status} (#{code}) {message}".rstrip())
 
 
 # -- results -------------------------------------------------------------------

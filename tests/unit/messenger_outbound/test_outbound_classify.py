@@ -125,6 +125,9 @@ def test_graph_error_fields_are_kept() -> None:
         is_transient=False,
     )
     assert outcome.detail == "HTTP 400 (#10/2018278) outside window"
+    prefixed = classify(400, fb_error(551, message="(#551) This person isn't available right now."))
+    assert isinstance(prefixed, Failure)
+    assert prefixed.detail == "HTTP 400 (#551) This person isn't available right now."
 
 
 def test_missing_subcode_and_odd_field_types() -> None:
