@@ -37,7 +37,7 @@ from essen.messenger.rate_limit import RateLimiter
 from essen.messenger.rules import RuleBook, RuleBookFile
 from essen.messenger.send_api import SendApiClient
 from essen.messenger.send_policy import RetryPolicy, SendOk
-from essen.metrics.collector import InboxRejected, MetricsCollector, WebhookReceived
+from essen.metrics.collector import InboxRejected, MetricsCollector
 from essen.metrics.system import system_stats
 from essen.realtime.client import ClientState, ClientStatus
 from essen.web.bot_app import BotRuntime, Inbound, create_bot_app
@@ -134,10 +134,8 @@ async def run_bot(
             signal(Signal("actors", "healthy", f"{event.child} restarted {event.restarts}x"))
 
     def on_webhook(events: list[MessengerEvent]) -> None:
-        counts: dict[Any, int] = {}
-        for event in events:
-            counts[event.kind] = counts.get(event.kind, 0) + 1
-        metrics_handle.observe(WebhookReceived(counts))
+        # Distinct events are counted by the webhook actor, after dedupe.
+        pass
 
     def on_rejected(count: int) -> None:
         for _ in range(count):
@@ -255,7 +253,7 @@ async def run_bot(
                     stats=uplink_stats,
                 ),
             ),
-            ChildSpec("rules-reload", reload_rules),
+            *([ChildSpec("rules-reload", reload_rules)] if content is not None else []),
             ChildSpec("token-check", check_token, restart=Restart.TEMPORARY),
         ]
         supervisor = Supervisor(children, rng=rng, on_event=on_child)

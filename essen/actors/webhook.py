@@ -31,7 +31,13 @@ from essen.messenger.dedupe import DedupeCache
 from essen.messenger.rules import ButtonsReply, Handoff, NoReply, RuleBook, TextReply
 from essen.messenger.send_policy import SendFailed, SendOk, SendResult
 from essen.messenger.webhook import Echo
-from essen.metrics.collector import Duplicate, MessageHandled, Observation, SendApiCall
+from essen.metrics.collector import (
+    Duplicate,
+    MessageHandled,
+    Observation,
+    SendApiCall,
+    WebhookReceived,
+)
 from essen.metrics.collector import Handoff as HandoffObserved
 from essen.pseudonym import pseudonymize
 from essen.sanitize import sanitize_text
@@ -247,6 +253,9 @@ async def run(
             if dedupe.seen(item.event.identity, trio.current_time()):
                 handler.observe(Duplicate())
                 continue
+            # Counted here, after dedupe: "received" means distinct events,
+            # so a redelivery storm does not inflate the dashboard's rates.
+            handler.observe(WebhookReceived({item.event.kind: 1}))
             await room.acquire()
             user = item.event.user_id
             queue = queues.get(user)
