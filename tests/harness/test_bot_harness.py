@@ -148,7 +148,8 @@ async def test_webhook_rejects_bad_input_with_clear_errors(
                 "hub.challenge": "12345",
             },
         )
-        assert ok.status_code == 200 and ok.text == "12345"
+        assert ok.status_code == 200
+        assert ok.text == "12345"
         bad = await rig.webhook.get(
             "/webhook",
             params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"},
