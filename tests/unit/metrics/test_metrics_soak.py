@@ -1,9 +1,10 @@
 """A simulated day at 50 messages/s: windows stay right and memory stays flat.
 
 The loop drives ``record`` with explicit times, as the metrics actor would
-under MockClock, without a Trio run: 86,400 webhook observations and 4.32
-million handled messages.  Observations are built once and reused (the
-collector keeps none of them), so the loop measures the collector.
+under MockClock, without a Trio run: 24 hours (4.32 million handled messages
+and 86,400 webhook observations), then one more hour with every ring full.
+Observations are built once and reused (the collector keeps none of them), so
+the loop measures the collector.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from essen.metrics import histogram as histogram_module
 from essen.metrics import unique as unique_module
 from essen.metrics.collector import MessageHandled, MetricsCollector, WebhookReceived
 
-EPOCH = 1_767_225_600.0
+EPOCH = 1_767_225_600
 RATE = 50
-DAY = 24 * 3600
+HOURS = 25
 
 
 class FixedWall:
     def now(self) -> float:
-        return EPOCH
+        return float(EPOCH)
 
 
 def deep_size(root: object) -> int:
@@ -44,7 +45,7 @@ def deep_size(root: object) -> int:
     return total
 
 
-def test_a_day_at_fifty_messages_per_second() -> None:
+def test_a_day_and_an_hour_at_fifty_messages_per_second() -> None:
     collector = MetricsCollector("bot-1", FixedWall(), start=0.0)
     # 50 users, one message each per second; every 10th fails; latencies vary.
     handled = [
@@ -62,8 +63,8 @@ def test_a_day_at_fifty_messages_per_second() -> None:
     own_files = {collector_module.__file__, histogram_module.__file__, unique_module.__file__}
 
     record = collector.record
-    for hour in range(24):
-        if hour == 22:
+    for hour in range(HOURS):
+        if hour == HOURS - 2:
             # Trace two hours, compare the second one: every counter alive at
             # its start was allocated under tracing, so its replacement nets out.
             tracemalloc.start()
@@ -82,7 +83,7 @@ def test_a_day_at_fifty_messages_per_second() -> None:
         assert sum(b.received for b in snapshot.per_minute) == 3600 * RATE
         gc.collect()
         sizes[hour] = deep_size(collector)
-        if hour == 22:
+        if hour == HOURS - 2:
             before = tracemalloc.take_snapshot()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
@@ -92,13 +93,13 @@ def test_a_day_at_fifty_messages_per_second() -> None:
         if stat.traceback[0].filename in own_files
     )
 
-    end = DAY - 0.01
+    end = HOURS * 3600 - 0.01
     snapshot = collector.snapshot(end)
     assert MetricsSnapshot.model_validate_json(snapshot.model_dump_json()) == snapshot
-    assert snapshot.totals["received"] == DAY * RATE
-    assert snapshot.totals["outcome:failed"] == DAY * 5
+    assert snapshot.totals["received"] == HOURS * 3600 * RATE
+    assert snapshot.totals["outcome:failed"] == HOURS * 3600 * 5
     history = collector.hourly(end)
-    assert len(history) == 24
+    assert [r.hour_epoch for r in history] == [EPOCH + h * 3600 for h in range(1, HOURS)]
     assert all(r.received == 3600 * RATE and r.unique_users_estimate == RATE for r in history)
     rates = collector.rates(end)
     assert abs(rates.per_second - RATE) < 1
@@ -107,10 +108,12 @@ def test_a_day_at_fifty_messages_per_second() -> None:
     # Memory: every structure is allocated up front.  The only change from hour
     # to hour is one hourly slot taking on its first non-cached integers (its
     # hour index and counts), a few hundred bytes, until all 24 are in use;
-    # the 180,000 messages of each hour leave nothing behind.
-    growth_per_hour = [sizes[h] - sizes[h - 1] for h in range(1, 24)]
+    # the 180,000 messages of each hour leave nothing behind.  Once the rings
+    # are full, an hour of traffic changes nothing.
+    growth_per_hour = [sizes[h] - sizes[h - 1] for h in range(1, HOURS)]
     assert all(0 <= g <= 512 for g in growth_per_hour), sizes
     assert sizes[23] - sizes[0] <= 23 * 512, sizes
+    assert sizes[24] - sizes[23] <= 64, sizes
     assert growth <= 2048, growth
     stats = collector.statistics()
     assert stats.slots == 60 + 60 + 24
