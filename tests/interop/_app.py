@@ -13,6 +13,7 @@ Event handlers (all namespaces "/" unless said otherwise):
 * ``sum(*numbers)`` → ack ``sum``; ``multi()`` → ack ``"a", 1, {"b": None}``;
   ``void()`` → ack with no arguments; ``echo(*args)`` → ack ``*args``
 * ``call-me(event, *args)`` → ``await socket.call(event, *args)``, ack its result
+  (a call the client leaves unanswered by disconnecting is recorded in ``failed_calls``)
 * ``make-bytes()`` → emits ``bytes(BLOB, {"inner": b"\\x00\\xff", "list": [b"", b"abc"]})``
 * ``subscribe(room)`` / ``unsubscribe(room)`` → ack ``True``
 * ``broadcast({event, args, to, exclude})`` → ``server.emit(...)``, ack the count
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from hypercorn.trio import serve
 
-from essen.errors import ConnectionRefused
+from essen.errors import ConnectionRefused, DisconnectedError
 from essen.realtime import ServerOptions, Socket, SocketIOMount, SocketIOServer
 from essen.web.serving import hypercorn_config, serve_app
 
@@ -58,6 +59,7 @@ class Observed:
     disconnects: list[tuple[str, str]] = field(default_factory=list)  # sid, reason
     events: list[tuple[str, str, list[Any]]] = field(default_factory=list)  # user, event, args
     calls: list[tuple[str, str, list[Any], list[Any]]] = field(default_factory=list)
+    failed_calls: list[tuple[str, str, str]] = field(default_factory=list)  # user, event, error
 
 
 class InteropApp:
@@ -156,8 +158,13 @@ class InteropApp:
 
         @server.on("call-me")
         async def call_me(socket: Socket, event: str, *args: Any) -> tuple[Any, ...]:
-            with trio.fail_after(5):
-                result = await socket.call(event, *args)
+            try:
+                with trio.fail_after(5):
+                    result = await socket.call(event, *args)
+            except DisconnectedError as exc:
+                seen.failed_calls.append((socket.data["user"], event, str(exc)))
+                self._note()
+                return ()
             seen.calls.append((socket.data["user"], event, list(args), result))
             self._note()
             return tuple(result)

@@ -46,6 +46,7 @@ TWO_MODES = [MODES[0], MODES[1], MODES[5], MODES[6]]
 # wrongful reconnection of the kicked client has the whole run to show up).
 BATCH = (
     "server_disconnect",
+    "client_disconnect",
     "auth_ok",
     "auth_refused",
     "namespaces",
@@ -137,11 +138,67 @@ async def test_client_scenarios(node, how, mode, path, subtests):
         # It connected once and never came back by itself.
         assert [c for c in seen.connects if c[1] == "kicked"] == [(sid, "kicked", False)]
 
+    with subtests.test("client_disconnect"):
+        result = peer.result_of("client_disconnect")
+        assert (result["adminSid"], "client namespace disconnect") in seen.disconnects
+        assert (result["mainSid"], "client namespace disconnect") in seen.disconnects
+
     with subtests.test("cors"):
         # The foreign-origin WebSocket was refused before any Engine.IO session existed.
         assert not any(isinstance(a, dict) and a.get("user") == "cors-evil" for a in seen.auths)
         assert any(user == "cors-good" for _, user, _ in seen.connects)
         assert ALLOWED_ORIGIN in app.server.options.cors_origins
+
+
+async def disconnect_reason(app: InteropApp, sid: str, within: float) -> str | None:
+    """The reason the server recorded for ``sid``'s disconnection, waiting up to ``within`` s."""
+
+    def reason() -> str | None:
+        return next((r for s, r in app.seen.disconnects if s == sid), None)
+
+    with trio.move_on_after(within):
+        await app.wait_for(reason)
+    return reason()
+
+
+@pytest.mark.parametrize(("how", "mode", "path"), [MODES[0], MODES[1]])
+async def test_disconnect_while_a_handler_awaits_a_call(node, how, mode, path, subtests):
+    """A client leaves a namespace while a server handler awaits ``socket.call`` on it
+    (which the ``essen.realtime.server`` docstring says a handler may do).
+
+    socket.io handles a DISCONNECT packet when it arrives, whatever handlers are
+    running: the socket is gone at once as "client namespace disconnect" (not a
+    recoverable reason) and the calls waiting on it fail.  Here the server's call
+    times out after 5 s, so 2 s is ample for the DISCONNECT itself."""
+    app = InteropApp()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await start_server(nursery, app, serving=how)
+            async with node_client(node, server.url, path, mode, "leave_during_call") as peer:
+                alone = (await peer.expect("left-alone"))["sid"]
+                alone_reason = await disconnect_reason(app, alone, within=2)
+                saved = app.server.statistics()["recovery"]["saved_sessions"]
+                await peer.send("next")
+                shared = (await peer.expect("left-shared"))["sid"]
+                shared_reason = await disconnect_reason(app, shared, within=2)
+                failed = list(app.seen.failed_calls)
+                await peer.send("done")
+                await peer.finish()
+            await server.stop()
+    check_results(peer, ["leave_during_call"])
+
+    with subtests.test("its only namespace"):
+        assert alone_reason == "client namespace disconnect", (
+            "the DISCONNECT waited behind the handler and the connection closed first"
+        )
+        assert saved == 0, "a session the client left on purpose was kept for recovery"
+
+    with subtests.test("one namespace of a shared connection"):
+        assert shared_reason == "client namespace disconnect", (
+            f"server's record after 2 s: {shared_reason!r} (the DISCONNECT waits behind "
+            "the handler until its call times out)"
+        )
+        assert ("leave-shared", "ask-never", "disconnected: client namespace disconnect") in failed
 
 
 @pytest.mark.parametrize(("how", "mode", "path"), TWO_MODES)

@@ -368,6 +368,48 @@ const scenarios = {
     return { sid, reason };
   },
 
+  async client_disconnect() {
+    const main = await connect("leave-main");
+    const mainSid = main.id;
+    const admin = main.io.socket("/admin", { auth: { token: TOKEN, user: "leave-admin" } });
+    currentSockets.push(admin);
+    await awaitConnect(admin);
+    const adminSid = admin.id;
+    admin.disconnect();
+    check(admin.disconnected, "admin still connected after disconnect()");
+    // Leaving one namespace leaves the shared connection and the other namespace up.
+    checkEqual((await main.timeout(WAIT_MS).emitWithAck("whoami")).sid, mainSid, "main after admin left");
+    main.disconnect();
+    return { mainSid, adminSid };
+  },
+
+  // The client leaves while a server handler is awaiting socket.call() on it.
+  async leave_during_call({ step }) {
+    // (a) Its only namespace: socket.io-client sends DISCONNECT, then closes the connection.
+    const alone = await connect("leave-alone");
+    const aloneSid = alone.id;
+    alone.on("ask-never", () => alone.disconnect());
+    const gone = once(alone, "disconnect");
+    alone.emit("call-me", "ask-never", 1);
+    checkEqual((await gone)[0], "io client disconnect", "disconnect reason");
+    step("left-alone", { sid: aloneSid });
+
+    // (b) One of two namespaces on a connection: the connection stays up.
+    await nextCommand();
+    const main = await connect("leave-shared");
+    const mainSid = main.id;
+    const admin = main.io.socket("/admin", { auth: { token: TOKEN, user: "leave-shared-admin" } });
+    currentSockets.push(admin);
+    await awaitConnect(admin);
+    main.on("ask-never", () => main.disconnect());
+    const left = once(main, "disconnect");
+    main.emit("call-me", "ask-never", 2);
+    checkEqual((await left)[0], "io client disconnect", "disconnect reason");
+    step("left-shared", { sid: mainSid });
+    await nextCommand();
+    return { aloneSid, mainSid };
+  },
+
   async cors() {
     // Node's XHR polyfill refuses to set Origin, so the browser-like checks go over WebSocket.
     const evil = makeSocket({
