@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from essen.actors.health import Signal
-from essen.events import MessageOutcome, MessageProcessed
+from essen.events import HealthStatus, MessageOutcome, MessageProcessed
 from essen.messenger.dedupe import DedupeCache
 from essen.messenger.rules import ButtonsReply, Handoff, NoReply, RuleBook, TextReply
 from essen.messenger.send_policy import SendFailed, SendOk, SendResult
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ("WebhookConfig", "run")
 
 log = logging.getLogger("essen.webhook")
+
+#: The Send API error rate is judged over this many recent calls (at least ERROR_MIN_CALLS).
+ERROR_WINDOW = 50
+ERROR_MIN_CALLS = 10
 
 _ANSWERABLE = frozenset({"text", "quick_reply", "attachment", "postback", "referral", "optin"})
 
@@ -117,16 +121,40 @@ class _Handler:
         self.wall = wall
         self.paused = _Paused(config.max_paused_users)
         self.token_rejected = False
+        self.recent: deque[bool] = deque(maxlen=ERROR_WINDOW)
+        self.graph_status: HealthStatus = "healthy"
 
     def _count_send(self, result: SendResult) -> None:
         self.observe(SendApiCall(result.outcome_key, result.elapsed * 1000))
         if isinstance(result, SendFailed) and result.token_invalid:
-            if not self.token_rejected:
-                self.token_rejected = True
-                self.signal(Signal("graph_api", "degraded", "page access token rejected (190)"))
-        elif isinstance(result, SendOk) and self.token_rejected:
+            self.token_rejected = True
+        elif isinstance(result, SendOk):
             self.token_rejected = False
-            self.signal(Signal("graph_api", "healthy"))
+        self.recent.append(isinstance(result, SendFailed))
+        self._report_graph_health()
+
+    def _report_graph_health(self) -> None:
+        """``graph_api`` is degraded while the token is rejected or most recent sends fail.
+
+        The error rate is taken over the last :data:`ERROR_WINDOW` calls, with
+        hysteresis (degraded at half failing, healthy again below a fifth) so a
+        flapping Graph API does not flood the admins with transitions.
+        """
+        failures = sum(self.recent)
+        rate = failures / len(self.recent) if self.recent else 0.0
+        status: HealthStatus
+        reason: str | None
+        if self.token_rejected:
+            status, reason = "degraded", "page access token rejected (190)"
+        elif len(self.recent) >= ERROR_MIN_CALLS and rate >= 0.5:
+            status, reason = "degraded", f"Send API error rate {rate:.0%}"
+        elif self.graph_status == "degraded" and rate >= 0.2:
+            return  # not recovered enough yet
+        else:
+            status, reason = "healthy", None
+        if status != self.graph_status:
+            self.graph_status = status
+            self.signal(Signal("graph_api", status, reason))
 
     async def handle(self, item: Inbound) -> None:
         event = item.event
