@@ -96,7 +96,7 @@ class Histogram(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     counts: tuple[Annotated[int, Field(ge=0)], ...] = (0,) * (len(LATENCY_BOUNDS_MS) + 1)
-    sum_ms: float = Field(default=0.0, ge=0)
+    sum_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("counts")
     @classmethod

@@ -266,7 +266,9 @@ async def run(
                     # One event's failure must not stop this user's queue, let
                     # alone the webhook: it is logged and counted as failed.
                     log.exception("handling a %s event failed", item.event.kind)
-                    handler.observe(MessageHandled(item.event.kind, "failed", "u_error", None))
+                    psid = item.event.user_id
+                    who = pseudonymize(psid, config.pseudonym_key) if psid else "u_page"
+                    handler.observe(MessageHandled(item.event.kind, "failed", who, None))
                 finally:
                     room.release()
         finally:
