@@ -139,6 +139,9 @@ class Outgoing:
     frames: tuple[Frame, ...]
     droppable: bool = False
     size: int = 0
+    #: Items with the same key replace each other while still queued (latest
+    #: wins): a slow client gets fewer ``metrics:update``s, never a backlog.
+    coalesce: str | None = None
 
     @cached_property
     def wire(self) -> bytes:
@@ -151,12 +154,18 @@ class Outgoing:
         )
 
     @classmethod
-    def message(cls, payloads: tuple[str | bytes, ...], *, droppable: bool = False) -> Outgoing:
+    def message(
+        cls,
+        payloads: tuple[str | bytes, ...],
+        *,
+        droppable: bool = False,
+        coalesce: str | None = None,
+    ) -> Outgoing:
         """Wrap Socket.IO payloads as Engine.IO MESSAGE frames."""
         frames = tuple(p if isinstance(p, bytes) else "4" + p for p in payloads)
         # Bytes, not characters: the queue bounds are in bytes (once per broadcast).
         size = sum(len(f) if isinstance(f, bytes) else len(f.encode("utf-8")) for f in frames)
-        return cls(frames, droppable, size)
+        return cls(frames, droppable, size, coalesce)
 
 
 _PING: Final = Outgoing(("2",))
@@ -204,6 +213,8 @@ class ServerSession:
         self.close_detail = ""
         #: Messages dropped by the overflow policy, for metrics.
         self.dropped = 0
+        #: Messages replaced by a newer one with the same coalescing key.
+        self.coalesced = 0
         self._queue: deque[Outgoing] = deque()
         self._queued_packets = 0
         self._queued_bytes = 0
@@ -323,6 +334,8 @@ class ServerSession:
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             return SendOutcome.CLOSED
         config = self.config
+        if item.coalesce is not None:
+            self._coalesce(item.coalesce)
         packets = self._queued_packets + len(item.frames)
         size = self._queued_bytes + item.size
         outcome = SendOutcome.QUEUED
@@ -341,6 +354,16 @@ class ServerSession:
         self._queued_packets += len(item.frames)
         self._queued_bytes += item.size
         return outcome
+
+    def _coalesce(self, key: str) -> None:
+        """Drop a still-queued item with the same coalescing key (counted)."""
+        for index, queued in enumerate(self._queue):
+            if queued.coalesce == key:
+                del self._queue[index]
+                self._queued_packets -= len(queued.frames)
+                self._queued_bytes -= queued.size
+                self.coalesced += 1
+                return
 
     def _make_room(self, packets: int, size: int) -> bool:
         config = self.config

@@ -124,12 +124,20 @@ class Namespace:
         to: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] = (),
         volatile: bool = False,
+        droppable: bool | None = None,
+        coalesce: str | None = None,
     ) -> int:
         """Broadcast to every socket (``to`` None) or to the rooms ``to``, minus ``exclude``.
 
         The packet is encoded once whatever the number of receivers.  Returns
         how many sockets it was queued for.
+
+        Args:
+            volatile: not kept for connection state recovery (and droppable).
+            droppable: a full queue may drop it (default: ``volatile``).
+            coalesce: replaces a still-queued packet with the same key (latest wins).
         """
+        droppable = volatile if droppable is None else droppable
         to_rooms = frozenset((to,) if isinstance(to, str) else to) if to is not None else None
         except_rooms = frozenset((exclude,) if isinstance(exclude, str) else exclude)
         targets = self.rooms.targets(to_rooms, except_rooms)
@@ -140,7 +148,9 @@ class Namespace:
             logged_offset = store.next_offset()
             data.append(logged_offset)
         item = Outgoing.message(
-            encode(SioPacket(SioType.EVENT, self.name, data)), droppable=volatile
+            encode(SioPacket(SioType.EVENT, self.name, data)),
+            droppable=droppable,
+            coalesce=coalesce,
         )
         if logged_offset is not None and store is not None:
             store.log(
@@ -211,10 +221,18 @@ class SocketIOServer:
         exclude: str | Iterable[str] = (),
         namespace: str = "/",
         volatile: bool = False,
+        droppable: bool | None = None,
+        coalesce: str | None = None,
     ) -> int:
         """Broadcast in ``namespace``; see :meth:`Namespace.emit`."""
         return self.namespaces[namespace].emit(
-            event, *args, to=to, exclude=exclude, volatile=volatile
+            event,
+            *args,
+            to=to,
+            exclude=exclude,
+            volatile=volatile,
+            droppable=droppable,
+            coalesce=coalesce,
         )
 
     # -- lifecycle ----------------------------------------------------------
@@ -230,6 +248,7 @@ class SocketIOServer:
             "sockets": {name: len(ns.sockets) for name, ns in self.namespaces.items()},
             "rooms": {name: ns.rooms.room_sizes() for name, ns in self.namespaces.items()},
             "dropped_messages": sum(c.session.dropped for c in sessions),
+            "coalesced_messages": sum(c.session.coalesced for c in sessions),
             "closed_by_reason": dict(self.engine.closed_by_reason),
             "recovery": self.recovery.statistics() if self.recovery else None,
             **self.counters,
