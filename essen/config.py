@@ -22,7 +22,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from essen.errors import EssenError
 
-__all__ = ("BotSettings", "ConfigError", "load_bot_settings")
+__all__ = (
+    "AdminSettings",
+    "BotSettings",
+    "ConfigError",
+    "load_admin_settings",
+    "load_bot_settings",
+)
 
 MIN_SECRET_LENGTH = 32
 #: Values seen in guides and examples; never acceptable in production.
@@ -76,6 +82,37 @@ class BotSettings(_Common):
     )
 
 
+class AdminSettings(_Common):
+    port: int = 4000
+    admin_instance: str = Field(default_factory=lambda: f"admin-{socket.gethostname()[:40]}")
+    bot_service_secret: SecretStr = SecretStr("")
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_issuer: str = "essen-admin"
+    jwt_audience: str = "essen-dashboard"
+    #: Lifetime of an admin token, in seconds.
+    token_ttl: float = 3600.0
+    #: Comma-separated browser origins allowed for REST and Socket.IO.
+    cors_origins: str = ""
+    database_url: str = ""
+    redis_url: str = ""
+    #: A bot silent this long is "stale", then "down" (seconds).
+    bot_stale_after: float = 15.0
+    bot_down_after: float = 60.0
+    dashboard_dir: Path | None = None
+    #: Message log retention in the store, in days.
+    message_retention_days: int = 7
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("bot_service_secret", "jwt_secret")
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.essen_data_dir.resolve() / 'essen.db'}"
+
+
 def _dev_secrets(data_dir: Path, names: tuple[str, ...]) -> dict[str, str]:
     """Generated development secrets, created once per data folder."""
     path = data_dir / "dev-secrets.json"
@@ -105,6 +142,32 @@ def check_secret(name: str, value: str) -> None:
         raise ConfigError(f"{variable} must be at least {MIN_SECRET_LENGTH} characters")
 
 
+def load_admin_settings(**overrides: object) -> AdminSettings:
+    """The admin API's settings; like :func:`load_bot_settings`, plus HTTPS-only CORS in production.
+
+    Raises:
+        ConfigError: invalid values, or production settings that are not acceptable.
+    """
+    try:
+        settings = AdminSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from exc
+    if settings.production:
+        for name in settings.SECRETS:
+            check_secret(name, getattr(settings, name).get_secret_value())
+        for origin in settings.origins:
+            if not origin.startswith("https://"):
+                raise ConfigError(
+                    f"CORS_ORIGINS must list https:// origins in production: {origin}"
+                )
+        return settings
+    unset = tuple(n for n in settings.SECRETS if not getattr(settings, n).get_secret_value())
+    if unset:
+        generated = _dev_secrets(settings.essen_data_dir, settings.SECRETS + BotSettings.SECRETS)
+        settings = settings.model_copy(update={n: SecretStr(generated[n]) for n in unset})
+    return settings
+
+
 def load_bot_settings(**overrides: object) -> BotSettings:
     """The bot's settings: environment, then overrides, then (development) generated secrets.
 
@@ -121,6 +184,6 @@ def load_bot_settings(**overrides: object) -> BotSettings:
         return settings
     unset = tuple(n for n in settings.SECRETS if not getattr(settings, n).get_secret_value())
     if unset:
-        generated = _dev_secrets(settings.essen_data_dir, settings.SECRETS)
+        generated = _dev_secrets(settings.essen_data_dir, settings.SECRETS + AdminSettings.SECRETS)
         settings = settings.model_copy(update={n: SecretStr(generated[n]) for n in unset})
     return settings

@@ -1,0 +1,1 @@
+"""The admin API: the Socket.IO hub, aggregation, REST and admin accounts."""
