@@ -87,7 +87,7 @@ class CloseReason(enum.StrEnum):
     PING_TIMEOUT = "ping timeout"
     PARSE_ERROR = "parse error"
     PAYLOAD_TOO_LARGE = "payload too large"
-    CLIENT_CLOSE = "client close"  # the peer sent an Engine.IO CLOSE packet
+    CLIENT_CLOSE = "client close"  # this client closed the session itself
     SERVER_CLOSE = "forced close"
     SLOW_CONSUMER = "slow consumer"
     POLL_OVERLAP = "poll overlap"
@@ -308,7 +308,10 @@ class ServerSession:
                         self._awaiting_pong = False
                         self._ping_deadline = now + self.config.ping_interval
                 case PacketType.CLOSE:
-                    events.append(self._close_now(CloseReason.CLIENT_CLOSE))
+                    # engine.io reports this as "transport close" (it is what
+                    # engine.io-client sends whenever its transport closes, its
+                    # own ping timeout included), and socket.io recovers it.
+                    events.append(self._close_now(CloseReason.TRANSPORT_CLOSE, "client close"))
                     return events
                 case PacketType.PING:
                     # In v4 only the server pings (the probe travels on the

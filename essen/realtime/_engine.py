@@ -60,6 +60,12 @@ FORBIDDEN = (4, "Forbidden", 403)
 UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version", 400)
 
 
+#: Closes caused by what a POST carried: that POST is answered 400.
+_REFUSED = frozenset(
+    {CloseReason.PARSE_ERROR, CloseReason.PAYLOAD_TOO_LARGE, CloseReason.POLL_OVERLAP}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
     """What the handshake request said, for auth middleware and logs."""
@@ -462,7 +468,7 @@ class EngineServer:
                 return
             events = conn.session.receive_payload(body, trio.current_time())
             await conn._deliver(events)
-            if conn.session.closed and conn.session.close_reason is not CloseReason.CLIENT_CLOSE:
+            if conn.session.closed and conn.session.close_reason in _REFUSED:
                 await self._http_error(send, BAD_REQUEST, cors)
                 return
         finally:

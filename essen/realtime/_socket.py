@@ -82,9 +82,15 @@ class Socket:
             self.namespace.rooms.leave(self.sid, room)
 
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
-        """Send an event to this client; False if it was dropped or the client is gone."""
-        packet = SioPacket(SioType.EVENT, self.namespace.name, [event, *args])
-        return self._send(Outgoing.message(encode(packet), droppable=volatile))
+        """Send an event to this client; False if it was dropped or the client is gone.
+
+        It goes through the namespace's broadcast to the socket's own room, as
+        socket.io does: with recovery on it carries an offset and is replayed
+        to the client if it drops before receiving it.
+        """
+        if not self.connected:
+            return False
+        return self.namespace.emit(event, *args, to=self.sid, volatile=volatile) > 0
 
     async def call(self, event: str, *args: Any) -> list[Any]:
         """Send an event and wait for the client's acknowledgement; returns its arguments.

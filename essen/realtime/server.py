@@ -260,7 +260,9 @@ class SocketIOServer:
         sockets: dict[str, Socket] = {}
         conn_state = _ConnectionState(conn, sockets)
         self._conn_states[conn.sid] = conn_state
-        send_packets, receive_packets = trio.open_memory_channel[SioPacket](self.options.inbox_size)
+        send_packets, receive_packets = trio.open_memory_channel[SioPacket | _Departed](
+            self.options.inbox_size
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._connect_deadline, conn_state)
             nursery.start_soon(self._handle_packets, conn_state, receive_packets)
@@ -281,6 +283,19 @@ class SocketIOServer:
                         if socket is not None and packet.id is not None:
                             socket._resolve_ack(packet.id, packet.data)
                         continue
+                    if packet.type is SioType.DISCONNECT:
+                        # Acted on at arrival, like socket.io: a handler awaiting a
+                        # call on this socket must fail now, and the socket must not
+                        # be saved for recovery when the connection closes next.
+                        # Its disconnect handlers still run in order, on the queue.
+                        socket = sockets.get(packet.namespace)
+                        if socket is None:
+                            continue
+                        self._detach(socket, "client namespace disconnect", recoverable=False)
+                        departed = _Departed(socket, "client namespace disconnect")
+                        conn_state.departed.append(departed)
+                        await send_packets.send(departed)
+                        continue
                     await send_packets.send(packet)
 
     @property
@@ -292,6 +307,11 @@ class SocketIOServer:
         state = self._conn_states.pop(conn.sid, None)
         if state is None:
             return
+        # Sockets the client left whose handlers had not run yet (the handler
+        # queue was busy when the connection closed) get them now.
+        for departed in state.departed:
+            await self._run_disconnect_handlers(departed.socket, departed.reason)
+        state.departed.clear()
         for socket in list(state.sockets.values()):
             await self._remove(
                 socket, closed.reason.value, recoverable=closed.reason.value in _RECOVERABLE
@@ -304,10 +324,15 @@ class SocketIOServer:
             state.conn.close()
 
     async def _handle_packets(
-        self, state: _ConnectionState, packets: trio.MemoryReceiveChannel[SioPacket]
+        self, state: _ConnectionState, packets: trio.MemoryReceiveChannel[SioPacket | _Departed]
     ) -> None:
         async with packets:
             async for packet in packets:
+                if isinstance(packet, _Departed):
+                    if packet in state.departed:
+                        state.departed.remove(packet)
+                        await self._run_disconnect_handlers(packet.socket, packet.reason)
+                    continue
                 match packet.type:
                     case SioType.CONNECT:
                         await self._connect(state, packet)
@@ -315,12 +340,6 @@ class SocketIOServer:
                         socket = state.sockets.get(packet.namespace)
                         if socket is not None:
                             await self._dispatch(socket, packet)
-                    case SioType.DISCONNECT:
-                        socket = state.sockets.get(packet.namespace)
-                        if socket is not None:
-                            await self._remove(
-                                socket, "client namespace disconnect", recoverable=False
-                            )
                     case _:
                         self.counters["protocol_errors"] += 1
                         log.warning(
@@ -446,8 +465,20 @@ class SocketIOServer:
             socket._send(Outgoing.message(ack))
 
     async def _remove(self, socket: Socket, reason: str, *, recoverable: bool) -> None:
-        if not socket.connected:
-            return
+        if socket.connected:
+            self._detach(socket, reason, recoverable=recoverable)
+            await self._run_disconnect_handlers(socket, reason)
+
+    async def _run_disconnect_handlers(self, socket: Socket, reason: str) -> None:
+        for handler in socket.namespace.disconnect_handlers:
+            try:
+                await handler(socket, reason)
+            except Exception:
+                self.counters["handler_errors"] += 1
+                log.exception("disconnect handler failed")
+
+    def _detach(self, socket: Socket, reason: str, *, recoverable: bool) -> None:
+        """Take the socket out of its namespace and rooms; save it if it may come back."""
         socket.connected = False
         namespace = socket.namespace
         rooms = namespace.rooms.remove(socket.sid)
@@ -470,12 +501,14 @@ class SocketIOServer:
                 ),
                 now,
             )
-        for handler in namespace.disconnect_handlers:
-            try:
-                await handler(socket, reason)
-            except Exception:
-                self.counters["handler_errors"] += 1
-                log.exception("disconnect handler failed")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Departed:
+    """A socket the client disconnected: its handlers run in order with its events."""
+
+    socket: Socket
+    reason: str
 
 
 @dataclass(eq=False)
@@ -483,3 +516,4 @@ class _ConnectionState:
     conn: EngineConnection
     sockets: dict[str, Socket]
     ever_connected: bool = False
+    departed: list[_Departed] = field(default_factory=list)

@@ -247,7 +247,7 @@ async def test_client_close_packet() -> None:
         assert (response.status_code, response.text) == (200, "ok")
         await trio.testing.wait_all_tasks_blocked()
         assert_error(await env.request("GET", sid=sid), 400, 1, "Session ID unknown")
-        assert env.server.engine.closed_by_reason == {"client close": 1}
+        assert env.server.engine.closed_by_reason == {"transport close": 1}
 
 
 async def test_malformed_post_closes_only_that_session() -> None:

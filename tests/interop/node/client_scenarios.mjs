@@ -70,6 +70,14 @@ function checkEqual(actual, expected, what) {
   check(isDeepStrictEqual(actual, expected), `${what}: expected ${JSON.stringify(jsonable(expected))}, got`, actual);
 }
 
+// With connection state recovery on, socket.io (the official server, and ESSEN's)
+// appends the event's offset as a last string argument to every event it emits,
+// direct ones included; socket.io-client reads it and passes it on to handlers.
+function withoutOffset(args) {
+  check(args.length > 0 && typeof args[args.length - 1] === "string", "event without a recovery offset", args);
+  return args.slice(0, -1);
+}
+
 function checkBytes(actual, expected, what) {
   check(isBinary(actual), `${what}: expected binary data, got ${typeof actual}`, actual);
   check(toBuffer(actual).equals(expected), `${what}: wrong bytes`, { actual, expected });
@@ -249,7 +257,7 @@ const scenarios = {
     for (const args of payloads) {
       const reply = once(s, "pong-event");
       s.emit("ping-event", ...args);
-      checkEqual(await reply, args, "pong-event arguments");
+      checkEqual(withoutOffset(await reply), args, "pong-event arguments");
     }
     // An event with no handler is ignored; the connection goes on.
     s.emit("no-such-event", 1, 2);
@@ -289,7 +297,7 @@ const scenarios = {
     const blob = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
     const event = once(s, "bytes");
     checkEqual(await s.timeout(WAIT_MS).emitWithAck("make-bytes"), true, "make-bytes ack");
-    const [got, obj] = await event;
+    const [got, obj] = withoutOffset(await event);
     checkBytes(got, blob, "server-sent buffer");
     checkBytes(obj.inner, Buffer.from([0, 255]), "server-sent nested buffer");
     checkBytes(obj.list[0], Buffer.alloc(0), "server-sent empty buffer");
