@@ -236,7 +236,9 @@ async def run(
             await on_tick(now)
         if now >= next_rollup:
             next_rollup = now + ROLLUP_SECONDS
-            for row in state.aggregator.hourly_rollups(wall.now()):
+            # Only the hours that can still change (older ones were written already).
+            since = wall.now() - 2 * 3600
+            for row in state.aggregator.hourly_rollups(wall.now(), since=since):
                 to_store(
                     Rollup(
                         instance=row.instance,
