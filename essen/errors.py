@@ -14,14 +14,26 @@ from typing import TypeVar
 E = TypeVar("E", bound=BaseException)
 
 __all__ = (
+    "AdminExists",
+    "AuthError",
     "ConnectionRefused",
     "ContentError",
     "DisconnectedError",
     "EssenError",
     "LocalProtocolError",
+    "LoginRefused",
+    "LoginThrottled",
     "MalformedWebhook",
     "ProtocolError",
     "RemoteProtocolError",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenBadSignature",
+    "TokenExpired",
+    "TokenMalformed",
+    "TokenMissing",
+    "TokenWrongAudience",
+    "TokenWrongIssuer",
     "TransportError",
     "first_leaf",
 )
@@ -106,3 +118,109 @@ def first_leaf(group: BaseExceptionGroup[E]) -> E:
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first  # type: ignore[return-value]
+
+
+# --- Persistence ---------------------------------------------------------
+
+
+class StoreError(EssenError):
+    """The persistent store refused an operation (a bug or bad data, not an outage).
+
+    Retrying the same call will fail the same way; the store writer drops such
+    a batch (counted) instead of retrying it forever.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached, timed out, or the store is closed.
+
+    Transient by nature: the store writer keeps the data buffered and retries
+    with backoff, and health reports ``degraded``/``down`` meanwhile.
+    """
+
+
+class AdminExists(StoreError):
+    """An admin account with this username already exists."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"admin {username!r} already exists")
+        self.username = username
+
+
+# --- Authentication ------------------------------------------------------
+
+
+class AuthError(EssenError):
+    """A credential was refused; ``reason`` is a stable, client-safe word saying why.
+
+    ``reason`` is what the web layer and the Socket.IO hub put in their answer
+    (``{"error": reason}``, a connect error's message) and what the logs count:
+    it never contains the token, the password or the secret.
+    """
+
+    reason: str = "unauthorized"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail
+
+
+class TokenMissing(AuthError):
+    """No token was presented (absent or empty)."""
+
+    reason = "missing"
+
+
+class TokenMalformed(AuthError):
+    """The token is not a JWT this service issued (cannot be decoded, wrong
+    algorithm, a required claim absent or of the wrong type, issued in the
+    future)."""
+
+    reason = "malformed"
+
+
+class TokenBadSignature(AuthError):
+    """The token's signature does not match: forged, or signed with another secret."""
+
+    reason = "bad_signature"
+
+
+class TokenExpired(AuthError):
+    """The token was valid once but its ``exp`` has passed."""
+
+    reason = "expired"
+
+
+class TokenWrongAudience(AuthError):
+    """The token was issued for another audience (``aud``)."""
+
+    reason = "wrong_audience"
+
+
+class TokenWrongIssuer(AuthError):
+    """The token was issued by another issuer (``iss``)."""
+
+    reason = "wrong_issuer"
+
+
+class LoginRefused(AuthError):
+    """Username or password wrong, or the account is disabled.
+
+    Deliberately one error for every cause, raised after the same work, so a
+    client cannot tell which usernames exist.
+    """
+
+    reason = "invalid_credentials"
+
+
+class LoginThrottled(AuthError):
+    """Too many failed logins for this account or client address; try later.
+
+    ``retry_after`` (seconds) is what a 429's ``Retry-After`` carries.
+    """
+
+    reason = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after:.0f} s")
+        self.retry_after = retry_after
