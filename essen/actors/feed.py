@@ -30,6 +30,7 @@ class FeedHub(Generic[T]):
         Raises:
             OverflowError: already ``max_subscribers`` subscribers.
         """
+        self._forget_departed()
         if len(self._subscribers) >= self.max_subscribers:
             raise OverflowError("too many subscribers")
         send, receive = trio.open_memory_channel[T](self.per_subscriber)
@@ -48,8 +49,16 @@ class FeedHub(Generic[T]):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(send)
 
+    def _forget_departed(self) -> None:
+        """Free the places of readers that closed their end (not only at the next publish)."""
+        for send in list(self._subscribers):
+            if send.statistics().open_receive_channels == 0:
+                self._subscribers.discard(send)
+                send.close()
+
     @property
     def subscribers(self) -> int:
+        self._forget_departed()
         return len(self._subscribers)
 
     def statistics(self) -> dict[str, float]:

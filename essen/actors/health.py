@@ -28,6 +28,7 @@ __all__ = ("HealthBoard", "HealthConfig", "Signal", "run")
 
 log = logging.getLogger("essen.health")
 
+MAX_REASON = 500
 _RANK: dict[HealthStatus, int] = {"healthy": 0, "degraded": 1, "stale": 2, "down": 3}
 
 
@@ -80,6 +81,10 @@ async def run(
     read_rss = rss or (lambda: int(process.memory_info().rss))
 
     def apply(signal: Signal) -> None:
+        # A reason is free text from elsewhere (an HTTP error page, an exception
+        # message): it is cut to what the contract allows, never allowed to crash us.
+        if signal.reason is not None and len(signal.reason) > MAX_REASON:
+            signal = Signal(signal.component, signal.status, signal.reason[: MAX_REASON - 1] + "…")
         current = statuses.get(signal.component)
         if current is not None and current.status == signal.status:
             return

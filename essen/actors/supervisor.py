@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from essen.errors import EssenError
+from essen.errors import EssenError, first_leaf
 from essen.realtime.backoff import Backoff, BackoffPolicy
 
 if TYPE_CHECKING:
@@ -91,11 +91,21 @@ class Supervisor:
             self.on_event(event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start every child in order, then supervise them until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for spec in self.children:
-                await nursery.start(self._keep, spec)
-            task_status.started()
+        """Start every child in order, then supervise them until cancelled.
+
+        Raises:
+            SupervisorEscalation: a child crashed more often than allowed (the
+                other children are cancelled first).
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                for spec in self.children:
+                    await nursery.start(self._keep, spec)
+                task_status.started()
+        except* SupervisorEscalation as group:
+            # The parent is told in one exception it can catch, not a group
+            # (its __cause__ is still the child's last crash).
+            raise first_leaf(group)  # noqa: B904 - the escalation carries its own cause
 
     async def _keep(self, spec: ChildSpec, *, task_status: trio.TaskStatus[None]) -> None:
         backoff = Backoff(self.backoff, self.rng)

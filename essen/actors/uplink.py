@@ -11,8 +11,8 @@ on polling and upgrades to WebSocket, and sends:
 * ``health:changed`` on every transition.
 
 While disconnected, batches and health events wait in the client's bounded
-buffer (overflow drops the oldest and is counted in ``statistics()``) and are
-flushed in order on reconnect.  The guide's log lines mark each state.
+buffer (overflow drops the oldest send, counted in the client's
+``buffer_dropped``) and are flushed in order on reconnect.  The guide's log lines mark each state.
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ async def run(
     def status_changed(status: ClientStatus) -> None:
         nonlocal previous
         if previous is ClientState.CONNECTED and status.state is not ClientState.CONNECTED:
-            log.warning("❌ Disconnected from admin: %s", status.reason)
+            if status.state is ClientState.CLOSED and client.closing:
+                log.info("uplink closed")
+            else:
+                log.warning("❌ Disconnected from admin: %s", status.reason)
         match status.state:
             case ClientState.CONNECTED if previous is not ClientState.CONNECTED:
                 log.info(

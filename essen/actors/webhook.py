@@ -74,6 +74,11 @@ class WebhookConfig:
     max_paused_users: int = 10_000
 
 
+def _event_id(identity: str) -> str:
+    """The id an event is published under: a hash, so no message id leaves the bot."""
+    return hashlib.blake2b(identity.encode(), digest_size=12).hexdigest()
+
+
 class _Paused:
     """Users handed to a person, each until a deadline (bounded; oldest forgotten first)."""
 
@@ -156,6 +161,25 @@ class _Handler:
             self.graph_status = status
             self.signal(Signal("graph_api", status, reason))
 
+    def fail(self, item: Inbound) -> None:
+        """Count and publish an event whose handling crashed: it still ends as one event."""
+        event = item.event
+        psid = event.user_id
+        user = pseudonymize(psid, self.config.pseudonym_key) if psid else "u_page"
+        self.observe(MessageHandled(event.kind, "failed", user, None))
+        self.publish(
+            MessageProcessed(
+                instance=self.config.instance,
+                id=_event_id(event.identity),
+                user=user,
+                kind=event.kind,
+                direction="in",
+                preview=event.preview(),
+                outcome="failed",
+                at=self.wall.now(),
+            )
+        )
+
     async def handle(self, item: Inbound) -> None:
         event = item.event
         psid = event.user_id
@@ -166,8 +190,8 @@ class _Handler:
         outcome: MessageOutcome
         error_code: int | None = None
         answer_text: str | None = None
-        if isinstance(event, Echo):
-            outcome = "ignored"
+        if isinstance(event, Echo) or not psid:
+            outcome = "ignored"  # our own echo, or an item with no one to answer
         elif kind in _ANSWERABLE and self.paused.paused(psid, now):
             outcome = "paused"
         else:
@@ -197,7 +221,7 @@ class _Handler:
         answered = outcome in ("answered", "handoff")
         self.observe(MessageHandled(kind, outcome, user, latency_ms if answered else None))
         at = self.wall.now()
-        event_id = hashlib.blake2b(event.identity.encode(), digest_size=12).hexdigest()
+        event_id = _event_id(event.identity)
         self.publish(
             MessageProcessed(
                 instance=self.config.instance,
@@ -266,9 +290,7 @@ async def run(
                     # One event's failure must not stop this user's queue, let
                     # alone the webhook: it is logged and counted as failed.
                     log.exception("handling a %s event failed", item.event.kind)
-                    psid = item.event.user_id
-                    who = pseudonymize(psid, config.pseudonym_key) if psid else "u_page"
-                    handler.observe(MessageHandled(item.event.kind, "failed", who, None))
+                    handler.fail(item)
                 finally:
                     room.release()
         finally:

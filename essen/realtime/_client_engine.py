@@ -108,7 +108,8 @@ class EngineClient:
             "GET", self._url("polling"), content=None, headers=self._headers
         )
         if status != 200:
-            raise TransportError(f"handshake refused: HTTP {status} {body[:200]!r}")
+            excerpt = body[:120].decode("utf-8", "replace").replace("\n", " ")
+            raise TransportError(f"handshake refused: HTTP {status} {excerpt}")
         try:
             packets = decode_payload(body.decode("utf-8"), max_packets=16)
             return parse_open(packets[0])

@@ -1,7 +1,7 @@
 """The client's view of the network: an HTTP requester and a WebSocket connector.
 
-Two implementations of each: the real network (httpx and trio-websocket over
-TCP) and memory (the server's ASGI app called in-process, so a whole system
+Two implementations of each: the real network (httpx, and wsproto on a Trio
+stream) and memory (the server's ASGI app called in-process, so a whole system
 runs under ``trio.testing.MockClock`` with no sockets, no threads and no wall
 clock).  The client only sees these protocols, so both paths run the same
 client and server code.
@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import math
+import ssl
+from collections import deque
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 import trio
-import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState as WsState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.events import Event as WsEvent
 
 from essen.errors import TransportError
 
@@ -83,21 +96,78 @@ class _HttpxRequester:
         return response.status_code, response.content
 
 
-class _TrioWebSocket:
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+class _StreamWebSocket:
+    """A client WebSocket on a Trio stream, framed by wsproto.
+
+    trio-websocket leaves its TCP socket open when a handshake is refused or
+    the server closes first (0.12); this owns the stream and always closes it.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, max_message: int) -> None:
+        self._stream = stream
         self._ws = ws
+        self._max_message = max_message
+        self._events: deque[WsEvent] = deque(ws.events())
+        self._parts: list[str | bytes | bytearray] = []
+        self._size = 0
+        self._write_lock = trio.StrictFIFOLock()
+        self.closed = False
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            async with self._write_lock:
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.closed = True
+            raise TransportError("websocket closed") from exc
 
     async def receive(self) -> Frame:
-        try:
-            return await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            raise TransportError(f"websocket closed: {exc.reason}") from exc
+        while not self.closed:
+            while self._events:
+                event = self._events.popleft()
+                if isinstance(event, TextMessage | BytesMessage):
+                    self._parts.append(event.data)
+                    self._size += len(event.data)
+                    if self._size > self._max_message:
+                        raise TransportError("websocket message too large")
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        if isinstance(event, TextMessage):
+                            return "".join(str(p) for p in parts)
+                        return b"".join(
+                            p.encode() if isinstance(p, str) else bytes(p) for p in parts
+                        )
+                elif isinstance(event, Ping):
+                    await self._write(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if self._ws.state is WsState.REMOTE_CLOSING:
+                        with contextlib.suppress(TransportError):
+                            await self._write(self._ws.send(event.response()))
+                    self.closed = True
+                    raise TransportError(f"websocket closed by server ({event.code})")
+            try:
+                data = await self._stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.closed = True
+                raise TransportError("websocket connection lost") from exc
+            if not data:
+                self.closed = True
+                raise TransportError("websocket connection lost")
+            self._ws.receive_data(bytes(data))
+            self._events.extend(self._ws.events())
+        raise TransportError("websocket closed")
 
     async def send(self, frame: Frame) -> None:
-        try:
-            await self._ws.send_message(frame)
-        except trio_websocket.ConnectionClosed as exc:
-            raise TransportError(f"websocket closed: {exc.reason}") from exc
+        if self.closed:
+            raise TransportError("websocket closed")
+        message = TextMessage(data=frame) if isinstance(frame, str) else BytesMessage(data=frame)
+        await self._write(self._ws.send(message))
+
+    async def close(self) -> None:
+        if not self.closed and self._ws.state is WsState.OPEN:
+            self.closed = True
+            with contextlib.suppress(TransportError), trio.move_on_after(1):
+                await self._write(self._ws.send(CloseConnection(code=1000)))
 
 
 class _TrioWebSocketConnector:
@@ -106,21 +176,67 @@ class _TrioWebSocketConnector:
 
     @contextlib.asynccontextmanager
     async def connect(self, url: str, headers: dict[str, str]) -> AsyncIterator[WebSocketChannel]:
-        ws_url = "ws" + url[4:] if url.startswith("http") else url
-        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        parts = urlsplit(url)
+        secure = parts.scheme in ("https", "wss")
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if secure else 80)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            async with trio_websocket.open_websocket_url(
-                ws_url,
-                extra_headers=extra,
-                max_message_size=self._max_message_size,
-                connect_timeout=20,
-                disconnect_timeout=2,
-            ) as ws:
-                yield _TrioWebSocket(ws)
-        except (trio_websocket.HandshakeError, OSError) as exc:
+            with trio.fail_after(20):
+                if secure:
+                    stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+                        host,
+                        port,
+                        ssl_context=ssl.create_default_context(),
+                        https_compatible=True,
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as exc:
             raise TransportError(f"websocket to {_redact(url)} failed: {exc!r}") from exc
-        except trio_websocket.ConnectionClosed as exc:
-            raise TransportError(f"websocket closed: {exc.reason}") from exc
+        try:
+            ws = WSConnection(ConnectionType.CLIENT)
+            request = Request(
+                host=parts.netloc,
+                target=target,
+                extra_headers=[
+                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+                ],
+            )
+            await stream.send_all(ws.send(request))
+            with trio.fail_after(20):
+                accepted = await _handshake(stream, ws)
+            if not accepted:
+                raise TransportError(f"websocket to {_redact(url)} refused")
+            channel = _StreamWebSocket(stream, ws, self._max_message_size)
+            try:
+                yield channel
+            finally:
+                with trio.CancelScope(shield=True):
+                    await channel.close()
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+            trio.TooSlowError,
+        ) as exc:
+            raise TransportError(f"websocket to {_redact(url)} failed: {exc!r}") from exc
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
+async def _handshake(stream: trio.abc.Stream, ws: WSConnection) -> bool:
+    """Read until the server accepts (True) or refuses (False) the upgrade."""
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            return False
+        ws.receive_data(bytes(data))
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                return True
+            if isinstance(event, RejectConnection):
+                return False
 
 
 class _RealNetwork:
@@ -133,7 +249,7 @@ class _RealNetwork:
 async def real_network(
     *, max_message_size: int = 16 * 1024 * 1024
 ) -> AsyncIterator[NetworkTransports]:
-    """httpx for polling and trio-websocket for WebSocket, closed on exit."""
+    """httpx for polling and wsproto on a Trio stream for WebSocket, closed on exit."""
     # Long-polls last up to pingInterval; the client's own heartbeat bounds them.
     timeout = httpx.Timeout(connect=20.0, read=None, write=20.0, pool=20.0)
     async with httpx.AsyncClient(timeout=timeout) as client:

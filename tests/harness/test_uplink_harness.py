@@ -336,7 +336,7 @@ async def test_the_guides_log_lines(
             (
                 logging.WARNING,
                 "⚠️ Connection error: handshake refused: HTTP 503 "
-                """b'{"code": 3, "message": "server down"}'"""
+                """{"code": 3, "message": "server down"}"""
                 f"; retry 1 in {first_delay:.1f} s",
             )
         ]
