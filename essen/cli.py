@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -11,8 +12,12 @@ from functools import partial
 
 import trio
 
+from essen.admin.service import run_admin
+from essen.auth.passwords import hash_password
 from essen.bot import run_bot
-from essen.config import ConfigError, load_bot_settings
+from essen.config import ConfigError, load_admin_settings, load_bot_settings
+from essen.errors import StoreError
+from essen.store.store import Store
 from essen.web.realtime_demo import create_demo, run_ticker
 from essen.web.serving import serve_app
 
@@ -49,6 +54,24 @@ async def _bot() -> None:
         await nursery.start(run_bot, settings)
 
 
+async def _admin() -> None:
+    settings = load_admin_settings()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        await nursery.start(run_admin, settings)
+
+
+async def _create_admin(username: str, password: str) -> None:
+    settings = load_admin_settings()
+    store = await Store.open(settings.store_url)
+    try:
+        hashed = await trio.to_thread.run_sync(hash_password, password)
+        await store.create_admin(username, hashed)
+    finally:
+        await store.close()
+    print(f"admin {username!r} created in {store.backend}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="essen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,16 +79,33 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
     commands.add_parser("bot", help="run the facebook-bot service (port $PORT, default 3000)")
+    commands.add_parser("admin", help="run the admin-api service (port $PORT, default 4000)")
+    create = commands.add_parser("create-admin", help="create an admin account in the store")
+    create.add_argument("username")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "bot":
             trio.run(_bot)
+        elif args.command == "admin":
+            trio.run(_admin)
+        elif args.command == "create-admin":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.username}: ")
+            trio.run(_create_admin, args.username, password)
         else:
             trio.run(_dev, args.host, args.port)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
+    except (StoreError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
     log.info("stopped")
     return 0
 

@@ -16,25 +16,18 @@ import trio
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from essen.admin.hub import AdminIdentity, TokenRejected
+from essen.errors import AuthError, LoginThrottled
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ("AdminAuth", "AdminRoutes", "LoginRefused", "create_admin_app")
+    from essen.admin.hub import AdminIdentity
+
+__all__ = ("AdminAuth", "AdminRoutes", "LoginResult", "create_admin_app")
 
 log = logging.getLogger("essen.admin")
 
 RANGES = {"24h": 24, "7d": 24 * 7}
-
-
-class LoginRefused(Exception):
-    """Login refused; ``reason`` is what the client is told (uniform for bad user/password)."""
-
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +38,8 @@ class LoginResult:
 
 
 class AdminAuth(Protocol):
+    """Raises :class:`~essen.errors.AuthError` subclasses; their ``reason`` is the answer."""
+
     async def login(self, username: str, password: str, client: str) -> LoginResult: ...
     def verify(self, token: str) -> AdminIdentity: ...
     def revoke(self, token: str) -> None: ...
@@ -79,10 +74,10 @@ def create_admin_app(routes: AdminRoutes) -> QuartTrio:
     def identity() -> AdminIdentity | Response:
         token = _bearer()
         if token is None:
-            return _error(401, "no_token")
+            return _error(401, "missing")
         try:
             return routes.auth.verify(token)
-        except TokenRejected as rejected:
+        except AuthError as rejected:
             return _error(401, rejected.reason)
 
     @app.before_request
@@ -118,11 +113,11 @@ def create_admin_app(routes: AdminRoutes) -> QuartTrio:
         client = request.remote_addr or "unknown"
         try:
             result = await routes.auth.login(username, password, client)
-        except LoginRefused as refused:
-            if refused.retry_after is not None:
-                response = _error(429, refused.reason, retry_after=round(refused.retry_after))
-                response.headers["Retry-After"] = str(max(1, round(refused.retry_after)))
-                return response
+        except LoginThrottled as throttled:
+            response = _error(429, throttled.reason, retry_after=round(throttled.retry_after))
+            response.headers["Retry-After"] = str(max(1, round(throttled.retry_after)))
+            return response
+        except AuthError as refused:
             return _error(401, refused.reason)
         return jsonify(
             {"token": result.token, "username": result.username, "expires_at": result.expires_at}
@@ -140,7 +135,7 @@ def create_admin_app(routes: AdminRoutes) -> QuartTrio:
         token = _bearer()
         who = identity()
         if isinstance(who, Response) or token is None:
-            return who if isinstance(who, Response) else _error(401, "no_token")
+            return who if isinstance(who, Response) else _error(401, "missing")
         routes.auth.revoke(token)
         return Response("", status=204)
 

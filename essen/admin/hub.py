@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from pydantic import ValidationError
 
-from essen.errors import ConnectionRefused
+from essen.errors import AuthError, ConnectionRefused
 from essen.events import HealthChanged, MessageBatch, MetricsSnapshot
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from essen.clock import WallClock
     from essen.realtime import Socket, SocketIOServer
 
-__all__ = ("AdminIdentity", "Hub", "HubConfig", "Ingest", "TokenRejected")
+__all__ = ("AdminIdentity", "Hub", "HubConfig", "Ingest")
 
 log = logging.getLogger("essen.admin")
 
@@ -52,14 +52,6 @@ class AdminIdentity:
     username: str
     #: Wall-clock epoch seconds when the token expires.
     expires_at: float
-
-
-class TokenRejected(Exception):
-    """The admin token is not acceptable; ``reason`` is what the client is told."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +72,7 @@ class HubConfig:
 class Hub:
     server: SocketIOServer
     config: HubConfig
+    #: Raises :class:`~essen.errors.AuthError` (its ``reason`` goes to the client).
     verify_token: Callable[[str], AdminIdentity]
     ingest: trio.MemorySendChannel[Ingest]
     #: What a dashboard gets in the ``subscribe`` ack (metrics, health, last 50 feed items).
@@ -124,7 +117,7 @@ class Hub:
 
     def _authenticate(self, socket: Socket, auth: dict[str, Any] | None) -> None:
         if not auth:
-            raise ConnectionRefused("no credentials", {"reason": "no_token"})
+            raise ConnectionRefused("missing", {"reason": "missing"})
         if "service" in auth:
             if auth.get("service") != "bot":
                 raise ConnectionRefused("unknown service", {"reason": "unknown_service"})
@@ -141,10 +134,10 @@ class Hub:
             return
         token = auth.get("token")
         if not isinstance(token, str) or not token:
-            raise ConnectionRefused("no token", {"reason": "no_token"})
+            raise ConnectionRefused("missing", {"reason": "missing"})
         try:
             identity = self.verify_token(token)
-        except TokenRejected as rejected:
+        except AuthError as rejected:
             raise ConnectionRefused(rejected.reason, {"reason": rejected.reason}) from None
         socket.data.update(role="admin", user=identity.username, expires_at=identity.expires_at)
         socket.join("admins")

@@ -38,6 +38,7 @@ __all__ = ("ComponentReport", "IngestInbox", "Question", "run")
 log = logging.getLogger("essen.admin")
 
 ROLLUP_SECONDS = 60.0
+MAX_REASON = 500
 SNAPSHOT_FEED = 50
 
 
@@ -78,6 +79,8 @@ class _State:
     def set_component(
         self, name: str, status: HealthStatus, reason: str | None, instance: str
     ) -> HealthChanged | None:
+        if reason is not None and len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 1] + "…"  # free text: cut, never crash on it
         current = self.components.get(name)
         if current is not None and current.status == status:
             return None
@@ -161,7 +164,7 @@ async def run(
                     )
                     to_store(MessageLogEntry.from_event(event))
             case HealthChanged() as change:
-                name = f"{item.instance}/{change.component}"
+                name = f"{item.instance}:{change.component}"
                 await announce(
                     state.set_component(name, change.status, change.reason, item.instance)
                 )

@@ -58,6 +58,8 @@ class Socket:
         #: Application state attached to this socket (kept across recovery).
         self.data: dict[str, Any] = data if data is not None else {}
         self.connected = False
+        #: Rooms joined before the socket was registered (by auth middleware).
+        self._early_rooms: set[str] = set()
         #: The recovery log's sequence number when this socket connected.
         self.log_seq_at_connect = 0
         self._next_ack_id = 0
@@ -72,13 +74,21 @@ class Socket:
 
     @property
     def rooms(self) -> frozenset[str]:
+        if not self.connected:
+            return frozenset(self._early_rooms)
         return self.namespace.rooms.rooms_of(self.sid)
 
     def join(self, room: str) -> None:
-        self.namespace.rooms.join(self.sid, room)
+        """Join ``room`` (also from auth middleware, before the socket is connected)."""
+        if self.connected:
+            self.namespace.rooms.join(self.sid, room)
+        else:
+            self._early_rooms.add(room)
 
     def leave(self, room: str) -> None:
-        if room != self.sid:
+        if not self.connected:
+            self._early_rooms.discard(room)
+        elif room != self.sid:
             self.namespace.rooms.leave(self.sid, room)
 
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:

@@ -406,6 +406,9 @@ class SocketIOServer:
             return
         namespace.sockets[socket.sid] = socket
         namespace.rooms.add(socket.sid)
+        for room in socket._early_rooms:
+            namespace.rooms.join(socket.sid, room)
+        socket._early_rooms.clear()
         if restored is not None:
             for room in saved.rooms:
                 namespace.rooms.join(socket.sid, room)

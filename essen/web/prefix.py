@@ -1,9 +1,9 @@
 """Answer the same routes with and without an ``/api`` prefix, in one layer.
 
 App Platform's ingress strips ``/api`` before a request reaches the admin
-API; locally nothing strips it.  This middleware removes the prefix when it
-is there (moving it to ``root_path``, as ASGI intends), so each route is
-declared once, without the prefix, and answers at both addresses.
+API; locally nothing strips it.  This middleware marks the prefix as the
+mount point (``root_path``, as ASGI intends) when it is there, so each route
+is declared once, without the prefix, and answers at both addresses.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ class StripPrefix:
         if scope["type"] in ("http", "websocket"):
             path: str = scope["path"]
             if path == self.prefix or path.startswith(self.prefix + "/"):
+                # ASGI: ``path`` keeps the full path and ``root_path`` names the
+                # mount point; the framework routes on what follows it.
                 scope = dict(scope)
-                scope["path"] = path[len(self.prefix) :] or "/"
-                raw = scope.get("raw_path")
-                if isinstance(raw, bytes) and raw.startswith(self.prefix.encode()):
-                    scope["raw_path"] = raw[len(self.prefix) :] or b"/"
                 scope["root_path"] = scope.get("root_path", "") + self.prefix
         await self.app(scope, receive, send)
