@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
+#: libpq key/values of the server; ESSEN_TEST_POSTGRES overrides (e.g. another port).
+SERVER = os.environ.get(
+    "ESSEN_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
+)
 RUN = f"essen_test_{secrets.token_hex(4)}"
 _numbers = count()
 
@@ -52,7 +55,7 @@ def postgres() -> Iterator[None]:
         with _admin_connection() as connection:
             connection.execute("SELECT 1")
     except psycopg.OperationalError as error:
-        message = f"PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres: {error}"
+        message = f"PostgreSQL is not reachable ({SERVER}): {error}"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message} (CI=true: the store's PostgreSQL tests must run)")
         pytest.skip(f"{message}; start it (e.g. `pg_ctlcluster 15 main start`) to run these")
@@ -75,7 +78,8 @@ def store_url(postgres: None) -> Iterator[str]:
     with _admin_connection() as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        info = psycopg.conninfo.conninfo_to_dict(SERVER)
+        yield f"postgresql://{info['user']}@{info['host']}:{info['port']}/{name}"
     finally:
         with _admin_connection() as connection:
             connection.execute(
