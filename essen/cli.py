@@ -16,6 +16,7 @@ from essen.admin.service import run_admin
 from essen.auth.passwords import hash_password
 from essen.bot import run_bot
 from essen.config import ConfigError, load_admin_settings, load_bot_settings
+from essen.dev import DevOptions, run_dev
 from essen.errors import StoreError
 from essen.store.store import Store
 from essen.web.realtime_demo import create_demo, run_ticker
@@ -35,7 +36,13 @@ async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
             return
 
 
-async def _dev(host: str, port: int) -> None:
+async def _dev(options: DevOptions) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        await nursery.start(run_dev, options)
+
+
+async def _demo(host: str, port: int) -> None:
     app, server, mount = create_demo()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
@@ -75,9 +82,18 @@ async def _create_admin(username: str, password: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="essen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="run ESSEN locally (for now: the realtime demo hub)")
+    dev = commands.add_parser(
+        "dev", help="run everything locally: bot, admin API, dashboard, fake Graph API, traffic"
+    )
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
+    dev.add_argument("--bot-port", type=int, default=3000)
+    dev.add_argument("--admin-port", type=int, default=4000)
+    dev.add_argument("--no-simulator", action="store_true", help="no simulated traffic")
+    dev.add_argument("--rate", type=float, default=2.0, help="simulated messages per second")
+    dev.add_argument("--seed", type=int, default=1, help="seed of the simulated traffic")
+    demo = commands.add_parser("demo", help="run only the realtime demo hub")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
     commands.add_parser("bot", help="run the facebook-bot service (port $PORT, default 3000)")
     commands.add_parser("admin", help="run the admin-api service (port $PORT, default 4000)")
     create = commands.add_parser("create-admin", help="create an admin account in the store")
@@ -87,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per HTTP request is noise at this level (and the Send API's URLs
+    # are redacted anyway); problems are logged by ESSEN itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "bot":
             trio.run(_bot)
@@ -98,8 +117,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 password = getpass.getpass(f"password for {args.username}: ")
             trio.run(_create_admin, args.username, password)
+        elif args.command == "demo":
+            trio.run(_demo, args.host, args.port)
         else:
-            trio.run(_dev, args.host, args.port)
+            trio.run(
+                _dev,
+                DevOptions(
+                    host=args.host,
+                    bot_port=args.bot_port,
+                    admin_port=args.admin_port,
+                    simulate=not args.no_simulator,
+                    rate=args.rate,
+                    seed=args.seed,
+                ),
+            )
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2

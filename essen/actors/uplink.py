@@ -108,7 +108,7 @@ async def run(
     def status_changed(status: ClientStatus) -> None:
         nonlocal previous
         if previous is ClientState.CONNECTED and status.state is not ClientState.CONNECTED:
-            if status.state is ClientState.CLOSED and client.closing:
+            if status.state is ClientState.CLOSED and (client.closing or status.reason is None):
                 log.info("uplink closed")
             else:
                 log.warning("❌ Disconnected from admin: %s", status.reason)

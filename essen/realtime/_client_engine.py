@@ -30,6 +30,7 @@ log = logging.getLogger("essen.realtime.client")
 
 OnMessage = Callable[["EngineClient", str | bytes], Awaitable[None]]
 _PROBE_TIMEOUT: Final = 10.0
+GOODBYE_SECONDS: Final = 0.2
 
 
 class EngineClient:
@@ -251,7 +252,9 @@ class EngineClient:
         if session is None or self.lost is not None:
             return
         session.close()
-        with trio.move_on_after(1):
+        # A goodbye is worth a moment, not a hang: the server would notice
+        # the transport closing anyway, only less politely.
+        with trio.move_on_after(GOODBYE_SECONDS):
             if self.transport == "polling":
                 payload = session.drain_for_polling()
                 with contextlib.suppress(TransportError):
