@@ -35,8 +35,9 @@ from essen.admin.ingest import ComponentReport, IngestInbox, ask
 from essen.auth.passwords import Passwords
 from essen.auth.rate_limit import LoginLimiter
 from essen.auth.tokens import TokenSettings
+from essen.auth.users import authenticate
 from essen.clock import SystemWallClock, WallClock
-from essen.errors import AuthError, LoginRefused, LoginThrottled, StoreUnavailable
+from essen.errors import AuthError, LoginRefused, StoreUnavailable
 from essen.metrics.system import system_stats
 from essen.realtime import ServerOptions, SocketIOMount, SocketIOServer
 from essen.store.store import Store
@@ -80,20 +81,14 @@ class _Auth:
         self._revoked: OrderedDict[str, int] = OrderedDict()
 
     async def login(self, username: str, password: str, client: str) -> LoginResult:
-        now = trio.current_time()
-        retry_after = self._limiter.retry_after(username, client, now)
-        if retry_after is not None:
-            raise LoginThrottled(retry_after)
-        user = await self._store.get_admin(username)
-        stored = user.password_hash if user is not None and not user.disabled else None
-        # argon2 is deliberately slow: off the event loop, so logins never stall the feed.
-        verification = await trio.to_thread.run_sync(self._passwords.verify, stored, password)
-        if not verification.ok:
-            self._limiter.failed(username, client, trio.current_time())
+        try:
+            issued = await authenticate(
+                self._store, self._limiter, username, password, client, trio.current_time(),
+                tokens=self._tokens, now_wall=self._wall.now(), passwords=self._passwords,
+            )
+        except LoginRefused:
             log.info("login refused for an admin account from %s", client)
-            raise LoginRefused()
-        self._limiter.succeeded(username, client, trio.current_time())
-        issued = self._tokens.issue(username, now_wall=self._wall.now())
+            raise
         log.info("admin %s logged in", username)
         return LoginResult(issued.token, username, float(issued.claims.exp))
 
