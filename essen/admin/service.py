@@ -20,7 +20,7 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -47,13 +47,35 @@ from essen.web.serving import serve_app
 from essen.web.static import StaticFiles
 
 if TYPE_CHECKING:
-    from essen.config import AdminSettings
+    from collections.abc import Iterable, Sequence
 
-__all__ = ("AdminHandles", "TokenRevoked", "run_admin")
+    from essen.config import AdminSettings
+    from essen.store.rows import AdminUser, MessageLogEntry, Rollup
+
+__all__ = ("AdminHandles", "AdminStore", "TokenRevoked", "run_admin")
 
 log = logging.getLogger("essen.admin")
 
 PROBE_SECONDS = 10.0
+
+
+class AdminStore(Protocol):
+    """What the admin API needs of a store (:class:`essen.store.store.Store` is one;
+    the harness uses an in-memory one, so no thread runs under MockClock)."""
+
+    @property
+    def backend(self) -> str: ...
+    async def get_admin(self, username: str) -> AdminUser | None: ...
+    async def create_admin(self, username: str, password_hash: str) -> AdminUser: ...
+    async def set_password_hash(self, username: str, password_hash: str) -> bool: ...
+    async def append_messages(self, batch: Sequence[MessageLogEntry]) -> None: ...
+    async def upsert_rollups(self, rollups: Iterable[Rollup]) -> int: ...
+    async def rollups(
+        self, since_epoch: float, until_epoch: float, instance: str | None = None
+    ) -> list[Rollup]: ...
+    async def messages_for_user(self, user: str, limit: int = 50) -> list[MessageLogEntry]: ...
+    async def prune_messages(self, before_epoch: float) -> int: ...
+    async def ping(self) -> None: ...
 
 
 class TokenRevoked(AuthError):
@@ -67,7 +89,7 @@ class _Auth:
 
     def __init__(
         self,
-        store: Store,
+        store: AdminStore,
         tokens: TokenSettings,
         wall: WallClock,
         passwords: Passwords | None = None,
@@ -83,8 +105,15 @@ class _Auth:
     async def login(self, username: str, password: str, client: str) -> LoginResult:
         try:
             issued = await authenticate(
-                self._store, self._limiter, username, password, client, trio.current_time(),
-                tokens=self._tokens, now_wall=self._wall.now(), passwords=self._passwords,
+                self._store,
+                self._limiter,
+                username,
+                password,
+                client,
+                trio.current_time(),
+                tokens=self._tokens,
+                now_wall=self._wall.now(),
+                passwords=self._passwords,
             )
         except LoginRefused:
             log.info("login refused for an admin account from %s", client)
@@ -116,7 +145,7 @@ class AdminHandles:
     app: Any
     server: SocketIOServer
     hub: Hub
-    store: Store
+    store: AdminStore
     supervisor: Supervisor
     asgi: Any
     urls: list[str]
@@ -130,16 +159,34 @@ async def run_admin(
     wall: WallClock | None = None,
     rng: random.Random | None = None,
     passwords: Passwords | None = None,
+    store: AdminStore | None = None,
     task_status: trio.TaskStatus[AdminHandles] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the admin API until cancelled; ``task_status`` receives its :class:`AdminHandles`.
+
+    Args:
+        store: an already open store (kept open); by default the one
+            ``settings.store_url`` names is opened here and closed on exit.
 
     Raises:
         StoreUnavailable / StoreError: the store cannot be opened at start.
     """
     wall = wall or SystemWallClock()
     rng = rng or random.Random()
-    store = await Store.open(settings.store_url, wall_clock=wall)
+    if store is not None:
+        await _run(
+            settings,
+            store,
+            host=host,
+            serve=serve,
+            wall=wall,
+            rng=rng,
+            passwords=passwords,
+            task_status=task_status,
+        )
+        return
+    opened = await Store.open(settings.store_url, wall_clock=wall)
+    store = opened
     try:
         await _run(
             settings,
@@ -153,12 +200,12 @@ async def run_admin(
         )
     finally:
         with trio.CancelScope(shield=True):
-            await store.close()
+            await opened.close()
 
 
 async def _run(
     settings: AdminSettings,
-    store: Store,
+    store: AdminStore,
     *,
     host: str,
     serve: bool,
