@@ -64,7 +64,7 @@ def replay(seed: int) -> tuple[list[dict[str, object]], dict[str, object]]:
 
 
 def test_same_seed_same_trace() -> None:
-    first, outcome = replay(seed=3)
+    first, _ = replay(seed=3)
     second, _ = replay(seed=3)
     assert len(first) > 400  # a real run: hundreds of transport events
     assert first == second
