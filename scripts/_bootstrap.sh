@@ -95,6 +95,33 @@ ensure_node_peers() {
     fi
 }
 
+# The dashboard: `npm ci` when its lock changed, `npm run build` when its
+# sources changed (stamps keyed by content hashes, so repeated runs are quick).
+ensure_dashboard() {
+    local dir="$ESSEN_ROOT/dashboard"
+    [[ -f "$dir/package-lock.json" ]] || return 0
+    command -v npm >/dev/null 2>&1 ||
+        die "npm not found: Node.js 20+ and npm are needed to build the dashboard"
+    local want have="" stamp="$dir/node_modules/$NODE_STAMP_NAME"
+    want="$(_sha256 "$dir/package-lock.json")"
+    [[ -f "$stamp" ]] && have="$(cat "$stamp")"
+    if [[ "$want" != "$have" ]]; then
+        header "Installing the dashboard's packages (npm ci in dashboard/)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=warn) || die "npm ci failed in dashboard/"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    local sources build_stamp="$dir/dist/.essen-build.sha256"
+    sources="$(cd "$dir" && find src package.json package-lock.json build.mjs -type f 2>/dev/null \
+        | LC_ALL=C sort | xargs cat 2>/dev/null | _sha256 /dev/stdin)"
+    have=""
+    [[ -f "$build_stamp" ]] && have="$(cat "$build_stamp")"
+    if [[ "$sources" != "$have" || ! -f "$dir/dist/index.html" ]]; then
+        header "Building the dashboard (npm run build in dashboard/)"
+        (cd "$dir" && npm run build --silent) || die "the dashboard build failed"
+        printf '%s\n' "$sources" >"$build_stamp"
+    fi
+}
+
 # Browser tests use Debian's chromium (/usr/bin/chromium): test tools can't
 # download their own browser builds on these machines. Only needed once the
 # dashboard exists or when asked for with ESSEN_BROWSER_TESTS=1.
