@@ -16,10 +16,12 @@ from urllib.parse import urlencode
 
 import trio
 
-from essen.errors import RemoteProtocolError, TransportError, first_leaf
+from essen.errors import RemoteProtocolError, TransportError
 from essen.protocol.engine_client import ClientSession, Handshake, parse_open
 from essen.protocol.engine_server import Closed, CloseReason, MessageReceived
 from essen.protocol.engineio import PacketType, decode_frame, decode_payload
+
+from ._groups import collapse
 
 if TYPE_CHECKING:
     from .transports import NetworkTransports, WebSocketChannel
@@ -149,6 +151,7 @@ class EngineClient:
         while not self._polling_paused and self.lost is None:
             payload = session.drain_for_polling()
             if not payload:
+                self._drained.unpark_all()
                 await self._wake.park()
                 continue
             status, _ = await self._network.http.request(
@@ -173,8 +176,13 @@ class EngineClient:
         session = self.session
         assert session is not None
         while True:
-            for frame in session.drain_for_websocket():
-                await ws.send(frame)
+            frames = session.drain_for_websocket()
+            if frames:
+                for frame in frames:
+                    await ws.send(frame)
+                # More may have been queued while we were sending (and its wake-up
+                # found nobody parked): look again before parking.
+                continue
             self._drained.unpark_all()
             if self.lost is not None:
                 return
@@ -247,27 +255,28 @@ class EngineClient:
                 nursery.start_soon(self._upgrade)
 
     async def close(self) -> None:
-        """Say goodbye to the server (best effort) before the context closes."""
+        """Say goodbye to the server (best effort, briefly) before the context closes.
+
+        What is queued (a Socket.IO DISCONNECT, say) goes first, then the
+        Engine.IO CLOSE, all through the transport's own writer so nothing
+        overlaps; the wait is bounded, the server notices a dropped
+        transport anyway.
+        """
         session = self.session
         if session is None or self.lost is not None:
             return
-        session.close()
-        # A goodbye is worth a moment, not a hang: the server would notice
-        # the transport closing anyway, only less politely.
         with trio.move_on_after(GOODBYE_SECONDS):
-            if self.transport == "polling":
-                payload = session.drain_for_polling()
-                with contextlib.suppress(TransportError):
-                    await self._network.http.request(
-                        "POST",
-                        self._url("polling", session.handshake.sid),
-                        content=payload.encode("utf-8"),
-                        headers=self._headers,
-                    )
-            else:
-                while session.has_outgoing:
-                    self._wake.unpark_all()
-                    await self._drained.park()
+            # As engine.io-client does: what is queued is sent first, and the
+            # CLOSE only once that has drained (a server may act on a CLOSE
+            # before the messages that shared its payload).
+            await self._flush(session)
+            session.close()
+            await self._flush(session)
+
+    async def _flush(self, session: ClientSession) -> None:
+        while session.has_outgoing and self.lost is None:
+            self._wake.unpark_all()
+            await self._drained.park()
 
 
 @contextlib.asynccontextmanager
@@ -296,9 +305,12 @@ async def open_engine(
             try:
                 try:
                     await engine._run(transports, task_status)
-                except* (TransportError, RemoteProtocolError) as group:
+                except BaseExceptionGroup as group:
                     # Any of the connection's tasks may fail first: one cause is enough.
-                    raise first_leaf(group) from None
+                    cause = collapse(group, TransportError, RemoteProtocolError)
+                    if cause is None:
+                        raise
+                    raise cause from None
             except (TransportError, RemoteProtocolError) as exc:
                 if engine.session is None:
                     raise  # the handshake failed: nursery.start() raises it

@@ -39,11 +39,11 @@ from essen.errors import (
     EssenError,
     RemoteProtocolError,
     TransportError,
-    first_leaf,
 )
 from essen.protocol.socketio import Decoder, SioPacket, SioType, encode
 
 from ._client_engine import EngineClient, open_engine
+from ._groups import collapse
 from .backoff import Backoff, BackoffPolicy
 from .transports import NetworkTransports, real_network
 
@@ -288,7 +288,10 @@ class SocketIOClient:
         self._closing = True
         engine = self._engine
         if engine is not None and self.connected:
+            # The DISCONNECT and the Engine.IO CLOSE go out through the live
+            # connection's writer before its tasks are cancelled.
             engine.send(encode(SioPacket(SioType.DISCONNECT, self.options.namespace)))
+            await engine.close()
         if self._run_scope is not None:
             self._run_scope.cancel()
             await self._stopped.wait()
@@ -341,17 +344,15 @@ class SocketIOClient:
         """One connection; a group of failures of one connection becomes its main cause."""
         try:
             await self._connect_once(network)
-        except* (
-            ConnectionRefused,
-            _ServerDisconnect,
-            TransportError,
-            RemoteProtocolError,
-        ) as group:
+        except BaseExceptionGroup as group:
             for kind in (ConnectionRefused, _ServerDisconnect):
-                matched = group.subgroup(kind)
-                if matched is not None:
-                    raise first_leaf(matched) from None
-            raise first_leaf(group) from None
+                specific = collapse(group, kind, TransportError, RemoteProtocolError)
+                if isinstance(specific, kind):
+                    raise specific from None
+            cause = collapse(group, TransportError, RemoteProtocolError)
+            if cause is None:
+                raise
+            raise cause from None
 
     def _closing_requested(self) -> bool:
         # A method, not the attribute: aclose() flips it while we await.
