@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ("Trace", "TracingTransport")
 
+#: Trace details longer than this are cut (with a digest of the whole).
+MAX_DETAIL = 400
+
 
 @dataclass
 class Trace:

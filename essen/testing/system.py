@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -82,8 +83,9 @@ class Dashboard:
 
     name: str
     client: SocketIOClient
-    events: list[tuple[float, str, Any]] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    #: What arrived, newest last (bounded: a long run keeps the last 50 000).
+    events: deque[tuple[float, str, Any]] = field(default_factory=lambda: deque(maxlen=50_000))
+    snapshots: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def messages(self) -> list[dict[str, Any]]:
         """Every ``message:processed`` this dashboard knows of, as a page would show them:
