@@ -83,8 +83,9 @@ class Dashboard:
 
     name: str
     client: SocketIOClient
-    #: What arrived, newest last (bounded: a long run keeps the last 50 000).
-    events: deque[tuple[float, str, Any]] = field(default_factory=lambda: deque(maxlen=50_000))
+    #: What arrived, newest last (bounded: a long run keeps the last 5 000; a
+    #: ``metrics:update`` is a large object, and one arrives every second).
+    events: deque[tuple[float, str, Any]] = field(default_factory=lambda: deque(maxlen=5_000))
     snapshots: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def messages(self) -> list[dict[str, Any]]:
