@@ -68,7 +68,12 @@ async def _admin() -> None:
         await nursery.start(run_admin, settings)
 
 
+MIN_PASSWORD = 12
+
+
 async def _create_admin(username: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"an admin password needs at least {MIN_PASSWORD} characters")
     settings = load_admin_settings()
     store = await Store.open(settings.store_url)
     try:
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--seed", type=int, default=1, help="seed of the simulated traffic")
     demo = commands.add_parser("demo", help="run only the realtime demo hub")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
+    demo.add_argument("--port", type=int, default=os.environ.get("PORT", "4000"))
     commands.add_parser("bot", help="run the facebook-bot service (port $PORT, default 3000)")
     commands.add_parser("admin", help="run the admin-api service (port $PORT, default 4000)")
     create = commands.add_parser("create-admin", help="create an admin account in the store")

@@ -160,6 +160,10 @@ def load_admin_settings(**overrides: object) -> AdminSettings:
                 raise ConfigError(
                     f"CORS_ORIGINS must list https:// origins in production: {origin}"
                 )
+        if not settings.database_url:
+            # SQLite on an App Platform container's disk would lose the admins
+            # and the history at every deploy.
+            raise ConfigError("DATABASE_URL is required in production (postgresql://...)")
         return settings
     unset = tuple(n for n in settings.SECRETS if not getattr(settings, n).get_secret_value())
     if unset:
@@ -181,6 +185,8 @@ def load_bot_settings(**overrides: object) -> BotSettings:
     if settings.production:
         for name in settings.SECRETS:
             check_secret(name, getattr(settings, name).get_secret_value())
+        if not settings.admin_backend_url.startswith("https://"):
+            raise ConfigError("ADMIN_BACKEND_URL must be an https:// URL in production")
         return settings
     unset = tuple(n for n in settings.SECRETS if not getattr(settings, n).get_secret_value())
     if unset:

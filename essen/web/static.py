@@ -45,7 +45,10 @@ class StaticFiles:
                 kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
                 if kind.startswith("text/") or kind in ("application/javascript",):
                     kind += "; charset=utf-8"
-                cache = "no-cache" if found.name == "index.html" else "public, max-age=3600"
+                # Hashed assets may be cached; the page and its per-deployment
+                # config must be revalidated so a new build or config takes effect.
+                fresh = found.name in ("index.html", "config.js")
+                cache = "no-cache" if fresh else "public, max-age=3600"
                 await respond(
                     send,
                     200,

@@ -332,7 +332,7 @@ async def test_the_bot_starts_with_good_production_values_and_stops_on_sigterm(
         good_bot_values()
         | {
             "PORT": str(port),
-            "ADMIN_BACKEND_URL": f"http://127.0.0.1:{closed}",
+            "ADMIN_BACKEND_URL": f"https://127.0.0.1:{closed}",
             "FB_GRAPH_URL": f"http://127.0.0.1:{closed}",
         },
     )
@@ -353,3 +353,17 @@ async def test_the_bot_starts_with_good_production_values_and_stops_on_sigterm(
                 code = await bot.stop()
             assert code == 0, bot.log
     assert "received SIGTERM, shutting down" in bot.log
+
+
+def test_production_bot_needs_an_https_admin_backend(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_BACKEND_URL"):
+        values = {k.lower(): v for k, v in good_bot_values().items()}
+        values |= {"essen_env": "production", "admin_backend_url": "http://127.0.0.1:4000"}
+        load_bot_settings(**values, essen_data_dir=tmp_path)
+
+
+def test_production_admin_needs_a_database_url(tmp_path: Path) -> None:
+    values = {k.lower(): v for k, v in good_admin_values().items()}
+    values |= {"essen_env": "production", "database_url": ""}
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_admin_settings(**values, essen_data_dir=tmp_path)
