@@ -356,9 +356,9 @@ async def test_the_bot_starts_with_good_production_values_and_stops_on_sigterm(
 
 
 def test_production_bot_needs_an_https_admin_backend(tmp_path: Path) -> None:
+    values = {k.lower(): v for k, v in good_bot_values().items()}
+    values |= {"essen_env": "production", "admin_backend_url": "http://127.0.0.1:4000"}
     with pytest.raises(ConfigError, match="ADMIN_BACKEND_URL"):
-        values = {k.lower(): v for k, v in good_bot_values().items()}
-        values |= {"essen_env": "production", "admin_backend_url": "http://127.0.0.1:4000"}
         load_bot_settings(**values, essen_data_dir=tmp_path)
 
 
