@@ -9,6 +9,7 @@ bearer token; ``/health`` is the platform's public liveness check.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -114,8 +115,10 @@ def create_admin_app(routes: AdminRoutes) -> QuartTrio:
         try:
             result = await routes.auth.login(username, password, client)
         except LoginThrottled as throttled:
-            response = _error(429, throttled.reason, retry_after=round(throttled.retry_after))
-            response.headers["Retry-After"] = str(max(1, round(throttled.retry_after)))
+            # Rounded up: a client that waits what it is told is never refused again.
+            wait = max(1, math.ceil(throttled.retry_after))
+            response = _error(429, throttled.reason, retry_after=wait)
+            response.headers["Retry-After"] = str(wait)
             return response
         except AuthError as refused:
             return _error(401, refused.reason)

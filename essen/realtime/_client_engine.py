@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
@@ -331,7 +332,9 @@ async def open_engine(
             yield engine
         finally:
             lost = engine.lost
-            if lost is None:
+            # No goodbye when cancelled (a server DISCONNECT, a shutdown): the
+            # writer is being cancelled too, and waiting for it would only delay.
+            if lost is None and trio.current_effective_deadline() != -math.inf:
                 # Shielded but bounded: a goodbye is worth a second, not a hang.
                 with trio.CancelScope(shield=True):
                     await engine.close()

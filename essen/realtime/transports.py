@@ -312,6 +312,7 @@ class MemoryNetwork:
         client_addr: tuple[str, int] = ("10.0.0.2", 50000),
         trace: Callable[[str, str], None] | None = None,
         websocket_buffer: int = 16,
+        nursery: trio.Nursery | None = None,
     ) -> None:
         self.app = app
         self.client_addr = client_addr
@@ -319,6 +320,8 @@ class MemoryNetwork:
         #: Frames the server may have in flight to a WebSocket client that is not
         #: reading; beyond it the server's write blocks, as TCP back-pressure would.
         self.websocket_buffer = websocket_buffer
+        #: Where the server side of WebSockets runs (default: the client's context).
+        self.nursery = nursery
         self._trace = trace or _no_trace
         self._open_sockets: set[trio.CancelScope] = set()
         self._client = httpx.AsyncClient(
@@ -385,7 +388,11 @@ class MemoryNetwork:
                 raise OSError("client went away") from None
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.app, scope, receive, send)
+            # The server's side runs in the network's nursery when it has one, as
+            # it would in another process: a client that dies (is cancelled)
+            # closes its end, and the server sees the disconnect, not a
+            # cancellation of its own handler.
+            (self.nursery or nursery).start_soon(self.app, scope, receive, send)
             await to_app_send.send({"type": "websocket.connect"})
             first = await from_app_receive.receive()
             if first["type"] != "websocket.accept":

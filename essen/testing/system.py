@@ -352,6 +352,7 @@ class System:
             self.admin_switch,
             trace=self.trace.recorder(name),
             client_addr=("10.0.1.1", 40000 + index),
+            nursery=self.nursery,
         )
         # A fixed jti: a random one would make the trace differ from run to run.
         token = self.tokens.issue(
@@ -419,6 +420,7 @@ async def system(
                     s.admin_switch,
                     trace=trace.recorder(f"bot-{index + 1}"),
                     client_addr=("10.0.0.1", 30000 + index),
+                    nursery=nursery,
                 )
                 s.bots.append(_BotNode(index, switch, uplink, webhook))
                 await s.start_bot(index)

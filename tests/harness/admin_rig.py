@@ -225,7 +225,9 @@ class AdminRig:
         client_addr: tuple[str, int] = ("10.0.0.2", 50000),
         trace: Callable[[str, str], None] | None = None,
     ) -> MemoryNetwork:
-        network = MemoryNetwork(self.handles.asgi, client_addr=client_addr, trace=trace)
+        network = MemoryNetwork(
+            self.handles.asgi, client_addr=client_addr, trace=trace, nursery=self.nursery
+        )
         self.networks.append(network)
         return network
 
@@ -266,8 +268,11 @@ class AdminRig:
         graph_http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=fake.app), base_url="http://graph.test"
         )
+        # The server side of the bot's WebSocket lives in the rig's nursery, as it
+        # would in the admin's process: a bot that dies is seen going at once.
         network = MemoryNetwork(
-            self.handles.asgi, client_addr=("10.0.1.1", 40000 + len(self.started))
+            self.handles.asgi, client_addr=("10.0.1.1", 40000 + len(self.started)),
+            nursery=self.nursery,
         )
         config = load_bot_settings(
             essen_data_dir=self.tmp_path / instance,
