@@ -217,22 +217,27 @@ async def run(
     next_rollup = trio.current_time() + ROLLUP_SECONDS
     task_status.started()
     while True:
+        message: IngestInbox | None = None
+        # Only the wait is under the deadline: a message being handled when the
+        # tick falls due must be handled to the end, never cut off halfway.
         with trio.move_on_at(min(next_tick, next_rollup)):
             try:
                 message = await inbox.receive()
             except trio.EndOfChannel:
                 return
-            match message:
-                case Ingest():
-                    await on_ingest(message)
-                case ComponentReport(component=component, status=status, reason=reason):
-                    await announce(state.set_component(component, status, reason, admin_instance))
-                case Question():
-                    # The asker may have given up (timed out): that is fine.
-                    with contextlib.suppress(
-                        trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-                    ):
-                        message.reply.send_nowait(answer(message))
+        match message:
+            case None:
+                pass
+            case Ingest():
+                await on_ingest(message)
+            case ComponentReport(component=component, status=status, reason=reason):
+                await announce(state.set_component(component, status, reason, admin_instance))
+            case Question():
+                # The asker may have given up (timed out): that is fine.
+                with contextlib.suppress(
+                    trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+                ):
+                    message.reply.send_nowait(answer(message))
         now = trio.current_time()
         if now >= next_tick:
             next_tick = now + tick
