@@ -31,7 +31,7 @@ async def test_thousand_messages_from_fifty_users_answered_once_in_order(
     users = [f"{2_000_000 + i}" for i in range(50)]
     sent: dict[str, list[str]] = defaultdict(list)
     retries = 0
-    async with bot_rig(tmp_path, inbox_size=200) as rig:
+    async with bot_rig(tmp_path, inbox_size=200, workers=4) as rig:
         with trio.fail_after(600):
             for n in range(1000):
                 psid = rng.choice(users)
