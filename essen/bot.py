@@ -33,6 +33,7 @@ from essen.actors.supervisor import ChildEvent, ChildSpec, Restart, Supervisor
 from essen.actors.uplink import UplinkConfig, UplinkItem, UplinkStats
 from essen.actors.webhook import WebhookConfig
 from essen.clock import SystemWallClock, WallClock
+from essen.events import HealthChanged
 from essen.messenger.rate_limit import RateLimiter
 from essen.messenger.rules import RuleBook, RuleBookFile
 from essen.messenger.send_api import SendApiClient
@@ -126,6 +127,18 @@ async def run_bot(
                 signal(Signal("uplink", "down", status.reason or "closed"))
             case _:
                 pass
+
+    def current_health() -> list[HealthChanged]:
+        return [
+            HealthChanged(
+                instance=settings.bot_instance,
+                component=c.component,
+                status=c.status,
+                since=c.since,
+                reason=c.reason,
+            )
+            for c in board.components.values()
+        ]
 
     def on_child(event: ChildEvent) -> None:
         if event.kind == "crashed":
@@ -248,6 +261,7 @@ async def run_bot(
                     ),
                     request_metrics=metrics_handle.snapshot,
                     on_status=on_uplink_status,
+                    current_health=current_health,
                     network=uplink_network,
                     rng=rng,
                     stats=uplink_stats,

@@ -30,7 +30,7 @@ from essen.realtime.client import ClientOptions, ClientState, ClientStatus, Sock
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from essen.realtime.transports import NetworkTransports
 
@@ -71,6 +71,7 @@ async def run(
     config: UplinkConfig,
     request_metrics: Callable[[], Awaitable[MetricsSnapshot]],
     on_status: Callable[[ClientStatus], None] | None = None,
+    current_health: Callable[[], Iterable[HealthChanged]] | None = None,
     network: NetworkTransports | None = None,
     rng: random.Random | None = None,
     stats: UplinkStats | None = None,
@@ -121,6 +122,11 @@ async def run(
                 )
                 if pending_snapshot is not None:
                     send_snapshot(pending_snapshot)
+                # Health is sent on transitions only, so a (new) admin knows our
+                # components' state only if we tell it again on every connect.
+                if current_health is not None:
+                    for change in current_health():
+                        client.emit("health:changed", change.model_dump(mode="json"))
             case ClientState.RECONNECTING if status.retry_in is not None:
                 log.warning(
                     "⚠️ Connection error: %s; retry %d in %.1f s",

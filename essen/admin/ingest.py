@@ -181,6 +181,18 @@ async def run(
             if change is not None:
                 state.dirty = True
                 await announce(change)
+                if status != "healthy":
+                    # A silent bot cannot report its own parts: they are as
+                    # unknown as the bot (it resends them when it is back).
+                    for name in [n for n in state.components if n.startswith(f"{instance}:")]:
+                        await announce(
+                            state.set_component(
+                                name,
+                                _INSTANCE_STATUS[status],
+                                f"bot {instance} is {status}",
+                                instance,
+                            )
+                        )
         if state.dirty:
             state.dirty = False
             await fanout.send(

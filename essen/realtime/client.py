@@ -440,6 +440,10 @@ class SocketIOClient:
                         raise outcome[0]
                     self._engine = engine
                     self._was_connected = True
+                    # What was buffered while disconnected goes first, before
+                    # anything a status listener sends on "connected".
+                    while self._buffer:
+                        engine.send(self._buffer.popleft())
                     self._set_status(
                         ClientStatus(
                             ClientState.CONNECTED,
@@ -447,8 +451,6 @@ class SocketIOClient:
                             recovered=self._recovered,
                         )
                     )
-                    while self._buffer:
-                        engine.send(self._buffer.popleft())
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._watch_transport, engine)
                         await trio.sleep_forever()

@@ -64,7 +64,17 @@ def answers_to(rig: BotRig, psid: str) -> list[dict[str, Any]]:
 
 
 def health_of(rig: BotRig, component: str) -> list[tuple[str, str | None]]:
-    return [(h["status"], h["reason"]) for h in rig.admin.health if h["component"] == component]
+    """The component's transitions as the admin saw them.
+
+    On every (re)connect the bot restates each component's current status (a
+    new admin would not know it otherwise); a restatement of the status the
+    admin already has is not a transition, so it is folded away here.
+    """
+    seen: list[tuple[str, str | None]] = []
+    for h in rig.admin.health:
+        if h["component"] == component and (not seen or seen[-1][0] != h["status"]):
+            seen.append((h["status"], h["reason"]))
+    return seen
 
 
 async def say(rig: BotRig, psid: str, mid: str, text: str, n: int) -> None:

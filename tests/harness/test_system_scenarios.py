@@ -118,3 +118,33 @@ async def test_the_pytest_plugin_and_the_trace_file(essen_system, essen_trace) -
         if e["link"] == "graph" and e["kind"] == "http>" and '"text"' in e["detail"]
     )
     assert webhook < answer
+
+
+async def test_a_silent_bots_parts_follow_it_and_come_back_after_an_admin_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def parts(health: dict, instance: str) -> dict[str, str]:
+        return {
+            c["component"]: c["status"]
+            for c in health["components"]
+            if c["component"].startswith(f"{instance}:")
+        }
+
+    with trio.fail_after(300):
+        async with system(seed=5, bots=2, dashboards=1) as s:
+            await s.advance(6)
+            assert set(parts(await s.health(), "bot-1").values()) == {"healthy"}
+            await s.stop_bot(0)
+            await s.advance(70)  # past BOT_DOWN_AFTER
+            stopped = parts(await s.health(), "bot-1")
+            # A bot that stopped talking cannot say its uplink is fine.
+            assert stopped
+            assert set(stopped.values()) == {"down"}
+            # A new admin hears every component of the live bot again, not only
+            # the ones that happen to change later.
+            await s.stop_admin()
+            await s.start_admin()
+            await s.advance(10)
+            restarted = parts(await s.health(), "bot-2")
+            assert {"bot-2:graph_api", "bot-2:uplink", "bot-2:event_loop"} <= set(restarted)
+            assert set(restarted.values()) == {"healthy"}
