@@ -260,6 +260,7 @@ async def soak(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 "gc_objects": len(gc.get_objects()),
             }
             samples.append(rec)
+            del snapshot  # not in the last tracemalloc snapshot: it is the harness's
             if label == "end":
                 dump_snapshot(label)  # after the last RSS reading
             print(
@@ -485,6 +486,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"growth from {full['sim_h']:.2f} h (every buffer full) to {last['sim_h']:.2f} h: "
                 f"RSS {d_full:+.2f} MiB ({d_full / span_full:+.3f} MiB/h), tracemalloc "
                 f"{last['traced_mib'] - full['traced_mib']:+.3f} MiB"
+            )
+        # A leak goes on; buffers and allocator settle.  So also the second half of the
+        # span after the buffers are full (or after --flat-from, if later).
+        settled_from = max(flat_start["sim_h"], dedupe_full_h)
+        mid = settled_from + (last["sim_h"] - settled_from) / 2
+        half = next((s for s in samples if s["sim_h"] >= mid - 1e-6), None)
+        if half is not None and half is not last:
+            d_half = last["rss_mib"] - half["rss_mib"]
+            report.update(
+                second_half_from_h=half["sim_h"],
+                rss_growth_second_half_mib=d_half,
+                traced_growth_second_half_mib=last["traced_mib"] - half["traced_mib"],
+                objects_growth_second_half=last["gc_objects"] - half["gc_objects"],
+            )
+            print(
+                f"growth from {half['sim_h']:.2f} h to {last['sim_h']:.2f} h (second half after "
+                f"the buffers are full): RSS {d_half:+.2f} MiB, tracemalloc "
+                f"{last['traced_mib'] - half['traced_mib']:+.3f} MiB, gc objects "
+                f"{last['gc_objects'] - half['gc_objects']:+,}"
             )
         after = [s["rss_mib"] for s in samples if s["sim_h"] >= flat_start["sim_h"]]
         report["rss_range_after_flat_from_mib"] = [min(after), max(after)]
