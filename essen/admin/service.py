@@ -32,6 +32,7 @@ from essen.admin.broadcast import Broadcast
 from essen.admin.feed import RecentFeed
 from essen.admin.hub import AdminIdentity, Hub, HubConfig
 from essen.admin.ingest import ComponentReport, IngestInbox, ask
+from essen.admin.redis_probe import ping_redis
 from essen.auth.passwords import Passwords
 from essen.auth.rate_limit import LoginLimiter
 from essen.auth.tokens import TokenSettings
@@ -337,6 +338,18 @@ async def _run(
                 )
             await trio.sleep(PROBE_SECONDS)
 
+    async def probe_redis(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        last: str | None = "unknown"
+        while True:
+            problem: str | None = "Redis did not answer within 3 s"
+            with trio.move_on_after(3):
+                problem = await ping_redis(settings.redis_url)
+            if problem != last:
+                last = problem
+                report("redis")("healthy" if problem is None else "down", problem)
+            await trio.sleep(PROBE_SECONDS)
+
     def on_child(event: ChildEvent) -> None:
         if event.kind == "crashed":
             report("admin:actors")("degraded", f"{event.child} restarted: {event.error}")
@@ -369,6 +382,7 @@ async def _run(
             ),
         ),
         ChildSpec("store-probe", probe_store),
+        *([ChildSpec("redis-probe", probe_redis)] if settings.redis_url else []),
         ChildSpec("hub", hub.run),
     ]
     supervisor = Supervisor(children, rng=rng, on_event=on_child)
