@@ -23,7 +23,7 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 from pydantic import ValidationError
@@ -52,6 +52,9 @@ class AdminIdentity:
     username: str
     #: Wall-clock epoch seconds when the token expires.
     expires_at: float
+
+
+BotPayload = TypeVar("BotPayload", MetricsSnapshot, MessageBatch, HealthChanged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,32 +185,35 @@ class Hub:
         log.warning("invalid %s from %s: %s", event, socket.data.get("instance", "?"), error)
         return {"ok": False, "error": error}
 
-    async def on_metrics(self, socket: Socket, payload: Any = None) -> dict[str, Any]:
+    async def _accept(
+        self, socket: Socket, event: str, model: type[BotPayload], payload: Any
+    ) -> BotPayload | dict[str, Any]:
+        """Validate a bot's payload; the error ack to send back when it is refused."""
         instance = self._bot(socket)
         if instance is None:
-            return {"ok": False, "error": "forbidden: only bots send metrics:update"}
+            return {"ok": False, "error": f"forbidden: only bots send {event}"}
         try:
-            snapshot = MetricsSnapshot.model_validate(payload)
+            item = model.model_validate(payload)
         except ValidationError as exc:
-            return self._invalid(socket, "metrics:update", _summary(exc))
-        if snapshot.instance != instance:
-            return self._invalid(socket, "metrics:update", "instance does not match the socket")
-        log.info("📊 Received metrics:update from bot %s", instance)
-        await self.ingest.send(Ingest(instance, snapshot, trio.current_time()))
+            return self._invalid(socket, event, _summary(exc))
+        events = item.events if isinstance(item, MessageBatch) else ()
+        if item.instance != instance or any(e.instance != instance for e in events):
+            return self._invalid(socket, event, "instance does not match the socket")
+        await self.ingest.send(Ingest(instance, item, trio.current_time()))
+        return item
+
+    async def on_metrics(self, socket: Socket, payload: Any = None) -> dict[str, Any]:
+        snapshot = await self._accept(socket, "metrics:update", MetricsSnapshot, payload)
+        if isinstance(snapshot, dict):
+            return snapshot
+        log.info("📊 Received metrics:update from bot %s", snapshot.instance)
         return {"ok": True}
 
     async def on_messages(self, socket: Socket, payload: Any = None) -> dict[str, Any]:
-        instance = self._bot(socket)
-        if instance is None:
-            return {"ok": False, "error": "forbidden: only bots send message:processed"}
-        try:
-            batch = MessageBatch.model_validate(payload)
-        except ValidationError as exc:
-            return self._invalid(socket, "message:processed", _summary(exc))
-        if batch.instance != instance or any(e.instance != instance for e in batch.events):
-            return self._invalid(socket, "message:processed", "instance does not match the socket")
-        self._log_feed(instance, len(batch.events))
-        await self.ingest.send(Ingest(instance, batch, trio.current_time()))
+        batch = await self._accept(socket, "message:processed", MessageBatch, payload)
+        if isinstance(batch, dict):
+            return batch
+        self._log_feed(batch.instance, len(batch.events))
         return {"ok": True, "accepted": len(batch.events)}
 
     def _log_feed(self, instance: str, count: int) -> None:
@@ -221,17 +227,8 @@ class Hub:
             self._feed_log[instance] = (last, pending)
 
     async def on_health(self, socket: Socket, payload: Any = None) -> dict[str, Any]:
-        instance = self._bot(socket)
-        if instance is None:
-            return {"ok": False, "error": "forbidden: only bots send health:changed"}
-        try:
-            change = HealthChanged.model_validate(payload)
-        except ValidationError as exc:
-            return self._invalid(socket, "health:changed", _summary(exc))
-        if change.instance != instance:
-            return self._invalid(socket, "health:changed", "instance does not match the socket")
-        await self.ingest.send(Ingest(instance, change, trio.current_time()))
-        return {"ok": True}
+        change = await self._accept(socket, "health:changed", HealthChanged, payload)
+        return change if isinstance(change, dict) else {"ok": True}
 
     # -- events from admins -------------------------------------------------
 
