@@ -238,12 +238,16 @@ class Store:
     # -- hourly rollups ---------------------------------------------------
 
     async def upsert_rollups(self, rollups: Iterable[Rollup]) -> int:
-        """Write each rollup, replacing a stored one with the same (instance, hour).
+        """Write each rollup, replacing a stored one with the same (instance, hour)
+        unless the stored one counts more.
 
         Idempotent: writing the same rollups twice, or from two admin
-        instances, stores each hour once (last write wins per key).  Within
-        one call a later rollup for a key replaces an earlier one.  Returns
-        how many keys were written.
+        instances, stores each hour once, never a sum.  An hour's counts only
+        grow while it is open, so the fuller row is the truer one: an admin
+        instance that started mid-hour, or that missed some of another
+        instance's bot events while Redis was away, cannot overwrite a
+        complete hour with its partial view.  Within one call a later rollup
+        for a key replaces an earlier one.  Returns how many keys were sent.
         """
         latest: dict[tuple[str, int], Rollup] = {}
         for rollup in rollups:
@@ -256,13 +260,16 @@ class Store:
 
         def upsert(connection: sa.Connection) -> int:
             insert = self._insert(hourly_rollups)
+            stored, new = hourly_rollups.c, insert.excluded
             statement = insert.on_conflict_do_update(
-                index_elements=[hourly_rollups.c.instance, hourly_rollups.c.hour_epoch],
+                index_elements=[stored.instance, stored.hour_epoch],
                 set_={
                     name: insert.excluded[name]
                     for name in rows[0]
                     if name not in ("instance", "hour_epoch")
                 },
+                where=(new.received + new.answered + new.failed)
+                >= (stored.received + stored.answered + stored.failed),
             )
             connection.execute(statement, rows)
             return len(rows)

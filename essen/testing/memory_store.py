@@ -74,8 +74,11 @@ class MemoryStore:
     async def upsert_rollups(self, rollups: Iterable[Rollup]) -> int:
         await self._enter()
         count = 0
-        for rollup in rollups:
-            self._rollups[(rollup.instance, rollup.hour_epoch)] = rollup
+        latest = {(r.instance, r.hour_epoch): r for r in rollups}
+        for key, rollup in latest.items():
+            stored = self._rollups.get(key)
+            if stored is None or _total(rollup) >= _total(stored):
+                self._rollups[key] = rollup  # the fuller row wins, as in Store
             count += 1
         return count
 
@@ -104,3 +107,7 @@ class MemoryStore:
 
     async def ping(self) -> None:
         await self._enter()
+
+
+def _total(rollup: Rollup) -> int:
+    return rollup.received + rollup.answered + rollup.failed

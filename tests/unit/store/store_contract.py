@@ -197,6 +197,19 @@ class StoreContract:
                 await store.upsert_rollups([first, later])
                 assert await store.rollups(T0, T0 + HOUR) == [later]
 
+    async def test_a_partial_view_of_an_hour_does_not_replace_a_fuller_one(
+        self, store_url: str
+    ) -> None:
+        """An admin instance that joined mid-hour (or missed events while Redis
+        was away) writes less for the same bot and hour: the fuller row stays."""
+        full = Rollup("bot-a", T0, received=120, answered=118, failed=2, latency=histogram(20, 40))
+        partial = Rollup("bot-a", T0, received=30, answered=30, latency=histogram(20))
+        with trio.fail_after(DEADLINE):
+            async with await Store.open(store_url) as store:
+                await store.upsert_rollups([full])
+                await store.upsert_rollups([partial])
+                assert await store.rollups(T0, T0 + HOUR) == [full]
+
     async def test_two_writers_of_the_same_hour_do_not_double_count(self, store_url: str) -> None:
         """Two admin instances write the same bot's hours, interleaved and concurrently."""
         hours = [T0 + h * HOUR for h in range(6)]
