@@ -258,6 +258,7 @@ async def run_bot(
                         secret=settings.bot_service_secret.get_secret_value(),
                         instance=settings.bot_instance,
                         path=settings.admin_socket_path,
+                        transports=settings.uplink_transports,
                     ),
                     request_metrics=metrics_handle.snapshot,
                     on_status=on_uplink_status,

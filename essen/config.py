@@ -73,6 +73,14 @@ class BotSettings(_Common):
     #: 64 keeps up with ~140 messages/s.
     workers: int = 64
     metrics_interval: float = 5.0
+    #: How the uplink reaches the admin API: ``polling,websocket`` (the guide's
+    #: default: polling first, then upgrade) or ``websocket`` (several admin
+    #: instances behind a load balancer without sticky sessions).
+    admin_socket_transports: str = "polling,websocket"
+
+    @property
+    def uplink_transports(self) -> tuple[str, ...]:
+        return _transports("ADMIN_SOCKET_TRANSPORTS", self.admin_socket_transports)
 
     SECRETS: ClassVar[tuple[str, ...]] = (
         "bot_service_secret",
@@ -103,6 +111,19 @@ class AdminSettings(_Common):
     dashboard_dir: Path | None = None
     #: Message log retention in the store, in days.
     message_retention_days: int = 7
+    #: Socket.IO transports accepted.  Empty: ``websocket`` only when
+    #: ``REDIS_URL`` is set (several instances: polling needs sticky sessions,
+    #: which App Platform's load balancer does not have), else both.
+    socketio_transports: str = ""
+    #: Names the Redis channel and keys the admin instances share, so that two
+    #: deployments (staging, production) can use one Redis without mixing.
+    essen_cluster: str = Field(default="essen", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        if not self.socketio_transports:
+            return ("websocket",) if self.redis_url else ("polling", "websocket")
+        return _transports("SOCKETIO_TRANSPORTS", self.socketio_transports)
 
     SECRETS: ClassVar[tuple[str, ...]] = ("bot_service_secret", "jwt_secret")
 
@@ -113,6 +134,13 @@ class AdminSettings(_Common):
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.essen_data_dir.resolve() / 'essen.db'}"
+
+
+def _transports(variable: str, value: str) -> tuple[str, ...]:
+    chosen = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not chosen or any(t not in ("polling", "websocket") for t in chosen):
+        raise ConfigError(f"{variable} must list polling and/or websocket, not {value!r}")
+    return chosen
 
 
 def _dev_secrets(data_dir: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -154,6 +182,9 @@ def load_admin_settings(**overrides: object) -> AdminSettings:
         settings = AdminSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(str(exc)) from exc
+    settings.transports  # noqa: B018 - validates SOCKETIO_TRANSPORTS at start
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://")):
+        raise ConfigError("REDIS_URL must be a redis:// or rediss:// URL")
     if settings.production:
         for name in settings.SECRETS:
             check_secret(name, getattr(settings, name).get_secret_value())
@@ -184,6 +215,7 @@ def load_bot_settings(**overrides: object) -> BotSettings:
         settings = BotSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(str(exc)) from exc
+    settings.uplink_transports  # noqa: B018 - validates ADMIN_SOCKET_TRANSPORTS at start
     if settings.production:
         for name in settings.SECRETS:
             check_secret(name, getattr(settings, name).get_secret_value())

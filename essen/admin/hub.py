@@ -52,6 +52,8 @@ class AdminIdentity:
     username: str
     #: Wall-clock epoch seconds when the token expires.
     expires_at: float
+    #: The token's id (logout revokes it, here or on another admin instance).
+    token_id: str = ""
 
 
 BotPayload = TypeVar("BotPayload", MetricsSnapshot, MessageBatch, HealthChanged)
@@ -64,6 +66,9 @@ class Ingest:
     instance: str
     item: MetricsSnapshot | MessageBatch | HealthChanged
     at: float
+    #: The admin instance the bot is connected to, when it is another one
+    #: (the item came over the cluster bus); ``None``: a bot of this instance.
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +96,13 @@ class Hub:
             "invalid_payloads": 0,
             "forbidden": 0,
             "expired_disconnects": 0,
+            "revoked_disconnects": 0,
         }
     )
     _nursery: trio.Nursery | None = None
     _expiry: dict[str, trio.CancelScope] = field(default_factory=dict)
+    #: Live admin sockets by token id, to drop them when the token is revoked.
+    _by_token: dict[str, dict[str, Socket]] = field(default_factory=dict)
     _feed_log: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -142,10 +150,30 @@ class Hub:
             identity = self.verify_token(token)
         except AuthError as rejected:
             raise ConnectionRefused(rejected.reason, {"reason": rejected.reason}) from None
-        socket.data.update(role="admin", user=identity.username, expires_at=identity.expires_at)
+        socket.data.update(
+            role="admin",
+            user=identity.username,
+            expires_at=identity.expires_at,
+            token_id=identity.token_id,
+        )
         socket.join("admins")
         self.counters["admins_connected"] += 1
+        self._by_token.setdefault(identity.token_id, {})[socket.sid] = socket
         self._arm_expiry(socket, identity.expires_at)
+
+    def token_revoked(self, token_id: str) -> None:
+        """Drop the live sockets of a logged-out token (logout here or elsewhere)."""
+        sockets = self._by_token.pop(token_id, {})
+        if not sockets or self._nursery is None:
+            return
+        for socket in sockets.values():
+            scope = self._expiry.pop(socket.sid, None)
+            if scope is not None:
+                scope.cancel()
+            self.counters["revoked_disconnects"] += 1
+            log.info("admin %s: token revoked, disconnecting", socket.data.get("user"))
+            socket.emit("auth:expired", {"reason": "token revoked"})
+            self._nursery.start_soon(socket.disconnect)
 
     def _arm_expiry(self, socket: Socket, expires_at: float) -> None:
         if self._nursery is None:
@@ -168,6 +196,12 @@ class Hub:
         scope = self._expiry.pop(socket.sid, None)
         if scope is not None:
             scope.cancel()
+        token_id = socket.data.get("token_id")
+        if token_id is not None:
+            same = self._by_token.get(token_id, {})
+            same.pop(socket.sid, None)
+            if not same:
+                self._by_token.pop(token_id, None)
         role = socket.data.get("role")
         if role == "bot":
             log.info("bot %s disconnected: %s", socket.data.get("instance"), reason)

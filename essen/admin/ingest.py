@@ -29,6 +29,7 @@ from essen.store.rows import MessageLogEntry, Rollup
 
 if TYPE_CHECKING:
     from essen.admin.aggregate import Aggregator
+    from essen.admin.cluster import Outgoing
     from essen.admin.feed import RecentFeed
     from essen.clock import WallClock
     from essen.store.writer import StoreItem
@@ -40,6 +41,8 @@ log = logging.getLogger("essen.admin")
 ROLLUP_SECONDS = 60.0
 MAX_REASON = 500
 SNAPSHOT_FEED = 50
+#: Bot components whose last report is remembered (instances come and go with deploys).
+MAX_REPORTED = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class _State:
         self.feed = feed
         self.wall = wall
         self.components: dict[str, ComponentStatus] = {}
+        #: What each bot last said of its components (restored when it comes back).
+        self.reported: dict[str, tuple[HealthStatus, str | None]] = {}
         self.dirty = True
 
     def set_component(
@@ -114,6 +119,7 @@ async def run(
     fanout: trio.MemorySendChannel[Broadcast],
     store: trio.MemorySendChannel[StoreItem] | None,
     *,
+    bus: trio.MemorySendChannel[Outgoing] | None = None,
     admin_instance: str,
     aggregator: Aggregator,
     feed: RecentFeed,
@@ -121,9 +127,15 @@ async def run(
     tick: float = 1.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Own the fleet's picture until cancelled or the inbox closes."""
+    """Own the fleet's picture until cancelled or the inbox closes.
+
+    ``bus``, when there are several admin instances, takes what this
+    instance's own bots send to the others (:mod:`essen.admin.cluster`);
+    items from the others arrive in ``inbox`` with their ``origin``.
+    """
     state = _State(admin_instance, aggregator, feed, wall)
     dropped_store = 0
+    dropped_bus = 0
 
     async def announce(change: HealthChanged | None) -> None:
         if change is not None:
@@ -142,17 +154,26 @@ async def run(
         except trio.WouldBlock:
             dropped_store += 1
 
+    def to_bus(item: Ingest) -> None:
+        nonlocal dropped_bus
+        if bus is None or item.origin is not None:
+            return
+        try:
+            bus.send_nowait(item)
+        except trio.WouldBlock:
+            dropped_bus += 1  # Redis is away and the outbox is full: newest dropped
+
     async def on_ingest(item: Ingest) -> None:
+        to_bus(item)
         match item.item:
             case MetricsSnapshot() as snapshot:
                 state.aggregator.ingest(snapshot, item.at)
                 state.dirty = True
-                await announce(
-                    state.set_component(f"bot:{item.instance}", "healthy", None, item.instance)
-                )
+                await bot_alive(item.instance)
             case MessageBatch() as batch:
                 for event in batch.events:
-                    state.feed.add(event)
+                    if not state.feed.add(event):
+                        continue  # seen already (a resent batch): once per dashboard
                     rooms = ("monitoring", f"user-{event.user}")
                     await fanout.send(
                         Broadcast(
@@ -162,12 +183,27 @@ async def run(
                             droppable=True,
                         )
                     )
-                    to_store(MessageLogEntry.from_event(event))
+                    if item.origin is None:  # the bot's own admin logs it, once
+                        to_store(MessageLogEntry.from_event(event))
             case HealthChanged() as change:
                 name = f"{item.instance}:{change.component}"
+                state.reported.pop(name, None)
+                state.reported[name] = (change.status, change.reason)
+                if len(state.reported) > MAX_REPORTED:
+                    del state.reported[next(iter(state.reported))]  # least recently reported
                 await announce(
                     state.set_component(name, change.status, change.reason, item.instance)
                 )
+
+    async def bot_alive(instance: str) -> None:
+        change = state.set_component(f"bot:{instance}", "healthy", None, instance)
+        await announce(change)
+        if change is not None and change.previous in ("stale", "down"):
+            # Back from silence: its parts are what it last said of them (a bot
+            # on another admin instance does not restate them to this one).
+            for name, (status, reason) in state.reported.items():
+                if name.startswith(f"{instance}:"):
+                    await announce(state.set_component(name, status, reason, instance))
 
     async def on_tick(now: float) -> None:
         for instance in state.aggregator.instances():

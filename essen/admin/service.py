@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from essen.actors.supervisor import ChildEvent, ChildSpec, Supervisor
-from essen.admin import broadcast, ingest
+from essen.admin import broadcast, cluster, ingest
 from essen.admin.aggregate import Aggregator
 from essen.admin.app import AdminRoutes, LoginResult, create_admin_app
 from essen.admin.broadcast import Broadcast
 from essen.admin.feed import RecentFeed
 from essen.admin.hub import AdminIdentity, Hub, HubConfig
 from essen.admin.ingest import ComponentReport, IngestInbox, ask
-from essen.admin.redis_probe import ping_redis
 from essen.auth.passwords import Passwords
 from essen.auth.rate_limit import LoginLimiter
 from essen.auth.tokens import TokenSettings
@@ -40,7 +39,8 @@ from essen.auth.users import authenticate
 from essen.clock import SystemWallClock, WallClock
 from essen.errors import AuthError, LoginRefused, StoreUnavailable
 from essen.metrics.system import system_stats
-from essen.realtime import ServerOptions, SocketIOMount, SocketIOServer
+from essen.protocol.engine_server import Transport
+from essen.realtime import EngineConfig, ServerOptions, SocketIOMount, SocketIOServer
 from essen.store.store import Store
 from essen.store.writer import RetentionPolicy, StoreItem, StoreWriter, prune_periodically
 from essen.web.prefix import StripPrefix
@@ -48,7 +48,7 @@ from essen.web.serving import serve_app
 from essen.web.static import StaticFiles
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from essen.config import AdminSettings
     from essen.store.rows import AdminUser, MessageLogEntry, Rollup
@@ -58,6 +58,8 @@ __all__ = ("AdminHandles", "AdminStore", "TokenRevoked", "run_admin")
 log = logging.getLogger("essen.admin")
 
 PROBE_SECONDS = 10.0
+#: Logged-out tokens remembered until they expire; beyond this the oldest go first.
+MAX_REVOKED = 10_000
 
 
 class AdminStore(Protocol):
@@ -102,6 +104,10 @@ class _Auth:
         self._limiter = LoginLimiter()
         #: jti -> exp of tokens logged out before they expired (bounded; expired ones go).
         self._revoked: OrderedDict[str, int] = OrderedDict()
+        #: Tells the other admin instances of a logout (set when there are any).
+        self.on_revoke: Callable[[str, int], None] | None = None
+        #: Drops the live sockets of a revoked token (the hub's).
+        self.on_revoked: Callable[[str], None] | None = None
 
     async def login(self, username: str, password: str, client: str) -> LoginResult:
         try:
@@ -126,16 +132,25 @@ class _Auth:
         claims = self._tokens.verify(token, now_wall=self._wall.now())
         if claims.jti in self._revoked:
             raise TokenRevoked()
-        return AdminIdentity(claims.sub, float(claims.exp))
+        return AdminIdentity(claims.sub, float(claims.exp), claims.jti)
 
     def revoke(self, token: str) -> None:
         claims = self._tokens.verify(token, now_wall=self._wall.now())
+        self.add_revoked(claims.jti, claims.exp)
+        if self.on_revoke is not None:
+            self.on_revoke(claims.jti, claims.exp)
+
+    def add_revoked(self, jti: str, exp: int) -> None:
+        """Refuse ``jti`` until ``exp`` (a logout here or on another admin instance)."""
         now = self._wall.now()
-        self._revoked[claims.jti] = claims.exp
-        for jti, exp in list(self._revoked.items()):
-            if exp < now:
-                del self._revoked[jti]
-        while len(self._revoked) > 10_000:
+        known = jti in self._revoked
+        self._revoked[jti] = exp
+        if not known and self.on_revoked is not None:
+            self.on_revoked(jti)
+        for old, old_exp in list(self._revoked.items()):
+            if old_exp < now:
+                del self._revoked[old]
+        while len(self._revoked) > MAX_REVOKED:
             self._revoked.popitem(last=False)
 
 
@@ -215,10 +230,18 @@ async def _run(
     passwords: Passwords | None,
     task_status: trio.TaskStatus[AdminHandles],
 ) -> None:
-    server = SocketIOServer(ServerOptions(cors_origins=settings.origins), rng=rng)
+    server = SocketIOServer(
+        ServerOptions(
+            cors_origins=settings.origins,
+            engine=EngineConfig(transports=tuple(Transport(t) for t in settings.transports)),
+        ),
+        rng=rng,
+    )
     ingest_send, ingest_receive = trio.open_memory_channel[IngestInbox](10_000)
     fanout_send, fanout_receive = trio.open_memory_channel[Broadcast](10_000)
     store_send, store_receive = trio.open_memory_channel[StoreItem](10_000)
+    bus_send, bus_receive = trio.open_memory_channel[cluster.Outgoing](cluster.OUTBOX_SIZE)
+    cluster_stats = cluster.ClusterStatistics()
     aggregator = Aggregator(
         stale_after=settings.bot_stale_after, down_after=settings.bot_down_after
     )
@@ -230,6 +253,15 @@ async def _run(
         ttl=settings.token_ttl,
     )
     auth = _Auth(store, tokens, wall, passwords)
+    if settings.redis_url:
+
+        def share_revocation(jti: str, exp: int) -> None:
+            try:
+                bus_send.send_nowait(cluster.Revocation(jti, exp))
+            except trio.WouldBlock:
+                log.warning("logout not shared with the other admin instances: outbox full")
+
+        auth.on_revoke = share_revocation
 
     def report(component: str) -> Any:
         def send(status: Any, reason: str | None) -> None:
@@ -299,7 +331,10 @@ async def _run(
                 "sessions": realtime["engine_sessions"],
             },
             "store": {"backend": store.backend, **_dataclass_dict(writer.statistics())},
-            "redis": {"configured": bool(settings.redis_url)},
+            "redis": {
+                "configured": bool(settings.redis_url),
+                **(_dataclass_dict(cluster_stats) if settings.redis_url else {}),
+            },
             "hub": dict(hub.counters),
         }
 
@@ -312,6 +347,7 @@ async def _run(
         history,
         wall,
     )
+    auth.on_revoked = hub.token_revoked
     routes = AdminRoutes(auth, partial(ask, ingest_send), hours, details, settings.origins)
     app = create_admin_app(routes)
     # Quart types its ASGI callable with its own TypedDicts; plain ASGI flows at run time.
@@ -338,18 +374,6 @@ async def _run(
                 )
             await trio.sleep(PROBE_SECONDS)
 
-    async def probe_redis(*, task_status: trio.TaskStatus[None]) -> None:
-        task_status.started()
-        last: str | None = "unknown"
-        while True:
-            problem: str | None = "Redis did not answer within 3 s"
-            with trio.move_on_after(3):
-                problem = await ping_redis(settings.redis_url)
-            if problem != last:
-                last = problem
-                report("redis")("healthy" if problem is None else "down", problem)
-            await trio.sleep(PROBE_SECONDS)
-
     def on_child(event: ChildEvent) -> None:
         if event.kind == "crashed":
             report("admin:actors")("degraded", f"{event.child} restarted: {event.error}")
@@ -364,6 +388,7 @@ async def _run(
                 ingest_receive,
                 fanout_send,
                 store_send,
+                bus=bus_send if settings.redis_url else None,
                 admin_instance=settings.admin_instance,
                 aggregator=aggregator,
                 feed=feed,
@@ -382,7 +407,31 @@ async def _run(
             ),
         ),
         ChildSpec("store-probe", probe_store),
-        *([ChildSpec("redis-probe", probe_redis)] if settings.redis_url else []),
+        *(
+            [
+                ChildSpec(
+                    "cluster",
+                    partial(
+                        cluster.run,
+                        bus_receive,
+                        ingest_send,
+                        config=cluster.ClusterConfig(
+                            settings.redis_url,
+                            settings.admin_instance,
+                            channel=f"{settings.essen_cluster}:fleet",
+                            revoked_key=f"{settings.essen_cluster}:revoked",
+                        ),
+                        on_health=report("redis"),
+                        on_revoked=auth.add_revoked,
+                        now_wall=wall.now,
+                        rng=rng,
+                        statistics=cluster_stats,
+                    ),
+                )
+            ]
+            if settings.redis_url
+            else []
+        ),
         ChildSpec("hub", hub.run),
     ]
     supervisor = Supervisor(children, rng=rng, on_event=on_child)
