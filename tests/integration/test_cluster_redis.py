@@ -308,6 +308,9 @@ async def test_events_cross_instances_once_and_metrics_agree(
 
         # The REST view agrees, whichever instance answers.
         async with httpx.AsyncClient() as http:
+            polling = await http.get(f"{b.urls[0]}/api/socket.io/?EIO=4&transport=polling")
+            assert polling.status_code == 400  # WebSocket only: no sticky sessions
+            assert polling.json()["code"] == 0  # "Transport unknown", as socket.io says
             bearer = {"Authorization": f"Bearer {token}"}
             views = [
                 (await http.get(f"{admin.urls[0]}/api/monitoring/metrics", headers=bearer)).json()
@@ -326,7 +329,7 @@ async def test_events_cross_instances_once_and_metrics_agree(
         for board in (on_a, on_b, watcher):
             await board.wait_until(lambda d: bool(d.events("auth:expired")))
             assert board.events("auth:expired") == [{"reason": "token revoked"}]
-            await board.client.wait_status(lambda _: closed_by_server(board.client))
+            await board.client.wait_status(lambda _, c=board.client: closed_by_server(c))
         async with httpx.AsyncClient(base_url=b.urls[0]) as http:
             refused = await http.get(
                 "/api/monitoring/metrics", headers={"Authorization": f"Bearer {token}"}

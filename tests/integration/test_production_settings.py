@@ -367,3 +367,45 @@ def test_production_admin_needs_a_database_url(tmp_path: Path) -> None:
     values |= {"essen_env": "production", "database_url": ""}
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         load_admin_settings(**values, essen_data_dir=tmp_path)
+
+
+def test_the_admin_is_websocket_only_when_instances_share_redis(tmp_path: Path) -> None:
+    """No sticky sessions behind App Platform's balancer: a polling session's
+    next request could land on another instance, so with Redis (several
+    instances) the admin accepts WebSocket only, unless told otherwise."""
+    alone = load_admin_settings(essen_data_dir=tmp_path)
+    shared = load_admin_settings(essen_data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/0")
+    chosen = load_admin_settings(
+        essen_data_dir=tmp_path,
+        redis_url="redis://127.0.0.1:6379/0",
+        socketio_transports="polling, websocket",
+    )
+    assert alone.transports == ("polling", "websocket")
+    assert shared.transports == ("websocket",)
+    assert chosen.transports == ("polling", "websocket")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"socketio_transports": "websocket,carrier-pigeon"}, "SOCKETIO_TRANSPORTS"),
+        ({"redis_url": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"essen_cluster": "two words"}, "essen_cluster"),
+    ],
+)
+def test_bad_scale_out_settings_are_refused_naming_the_variable(
+    tmp_path: Path, overrides: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_admin_settings(essen_data_dir=tmp_path, **overrides)
+
+
+def test_the_bot_uplink_transports_are_a_setting(tmp_path: Path) -> None:
+    assert load_bot_settings(essen_data_dir=tmp_path).uplink_transports == (
+        "polling",
+        "websocket",
+    )
+    websocket = load_bot_settings(essen_data_dir=tmp_path, admin_socket_transports="websocket")
+    assert websocket.uplink_transports == ("websocket",)
+    with pytest.raises(ConfigError, match="ADMIN_SOCKET_TRANSPORTS"):
+        load_bot_settings(essen_data_dir=tmp_path, admin_socket_transports="grpc")
