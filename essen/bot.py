@@ -47,6 +47,7 @@ from essen.web.serving import serve_app
 if TYPE_CHECKING:
     from essen.config import BotSettings
     from essen.events import MessageProcessed
+    from essen.messenger.fleet_dedupe import FleetDedupe
     from essen.messenger.webhook import MessengerEvent
     from essen.realtime.transports import NetworkTransports
 
@@ -208,6 +209,23 @@ async def run_bot(
                 signal(Signal("graph_api", "degraded", f"token check: {result.outcome_key}"))
 
         collector = MetricsCollector(settings.bot_instance, wall, start=started)
+        webhook_config = WebhookConfig(
+            settings.bot_instance,
+            settings.pseudonym_key.get_secret_value().encode(),
+            max_active_users=settings.workers,
+        )
+        fleet: FleetDedupe | None = None
+        if settings.redis_url:
+            # Imported here: a single bot does not load coredis.
+            from essen.messenger.fleet_dedupe import FleetDedupe
+
+            fleet = FleetDedupe(
+                settings.redis_url,
+                cluster=settings.essen_cluster,
+                instance=settings.bot_instance,
+                ttl=webhook_config.dedupe_ttl,
+                signal=signal,
+            )
         children = [
             ChildSpec(
                 "metrics",
@@ -235,17 +253,14 @@ async def run_bot(
                 partial(
                     webhook.run,
                     inbox_receive,
-                    config=WebhookConfig(
-                        settings.bot_instance,
-                        settings.pseudonym_key.get_secret_value().encode(),
-                        max_active_users=settings.workers,
-                    ),
+                    config=webhook_config,
                     rules=current_rules,
                     send_api=send_api,
                     observe=metrics_handle.observe,
                     publish=publish,
                     signal=signal,
                     wall=wall,
+                    claim=fleet.claim if fleet is not None else None,
                 ),
             ),
             ChildSpec(
@@ -274,6 +289,8 @@ async def run_bot(
         supervisor = Supervisor(children, rng=rng, on_event=on_child)
         handles = BotHandles(app, runtime, metrics_handle, uplink_stats, supervisor)
         async with trio.open_nursery() as nursery:
+            if fleet is not None:
+                await nursery.start(fleet.run)
             await nursery.start(supervisor.run)
             if serve:
                 handles.urls = await nursery.start(partial(serve_app, app, host, settings.port))

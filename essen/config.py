@@ -77,6 +77,9 @@ class BotSettings(_Common):
     #: default: polling first, then upgrade) or ``websocket`` (several admin
     #: instances behind a load balancer without sticky sessions).
     admin_socket_transports: str = "polling,websocket"
+    #: With several bot instances: Redis for webhook dedupe across them.
+    redis_url: str = ""
+    essen_cluster: str = Field(default="essen", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @property
     def uplink_transports(self) -> tuple[str, ...]:
@@ -216,6 +219,8 @@ def load_bot_settings(**overrides: object) -> BotSettings:
     except ValidationError as exc:
         raise ConfigError(str(exc)) from exc
     settings.uplink_transports  # noqa: B018 - validates ADMIN_SOCKET_TRANSPORTS at start
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://")):
+        raise ConfigError("REDIS_URL must be a redis:// or rediss:// URL")
     if settings.production:
         for name in settings.SECRETS:
             check_secret(name, getattr(settings, name).get_secret_value())

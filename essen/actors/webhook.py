@@ -43,7 +43,7 @@ from essen.pseudonym import pseudonymize
 from essen.sanitize import sanitize_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from essen.clock import WallClock
     from essen.messenger.send_api import SendApiClient
@@ -262,9 +262,15 @@ async def run(
     publish: Callable[[MessageProcessed], None],
     signal: Callable[[Signal], None],
     wall: WallClock,
+    claim: Callable[[str], Awaitable[bool]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Handle the inbox until cancelled or it closes (then finish what is pending)."""
+    """Handle the inbox until cancelled or it closes (then finish what is pending).
+
+    ``claim``, with several bot instances, is asked about every event new to
+    this instance: False means another instance has it (see
+    :mod:`essen.messenger.fleet_dedupe`).
+    """
     handler = _Handler(
         config=config,
         rules=rules,
@@ -302,7 +308,9 @@ async def run(
         # The inbox belongs to the assembly, not to this run: a restarted actor
         # reads the same channel, so nothing queued is lost to a crash.
         async for item in inbox:
-            if dedupe.seen(item.event.identity, trio.current_time()):
+            if dedupe.seen(item.event.identity, trio.current_time()) or (
+                claim is not None and not await claim(item.event.identity)
+            ):
                 handler.observe(Duplicate())
                 continue
             # Counted here, after dedupe: "received" means distinct events,
