@@ -207,13 +207,30 @@ def test_each_run_command_is_an_essen_command(
     # That it listens on $PORT is proven by tests/integration/test_production_settings.py.
 
 
-def test_instances_stay_single_until_websocket_only_mode_exists() -> None:
-    """Polling sessions need one instance: App Platform has no sticky sessions (D5)."""
-    for service in services().values():
-        assert service.get("instance_count", 1) == 1
-    text = SPEC_PATH.read_text()
-    assert "sticky sessions" in text
-    assert "WebSocket-only" in text
+def test_several_instances_run_websocket_only_and_share_redis() -> None:
+    """App Platform has no sticky sessions (D5): with several instances every
+    Socket.IO session is WebSocket-only, and the instances share Redis."""
+    bot, admin = services()["facebook-bot"], services()["admin-api"]
+    assert bot["instance_count"] >= 2
+    assert admin["instance_count"] >= 2
+    databases = {database["name"]: database for database in SPEC["databases"]}
+    for service in (bot, admin):
+        reference = envs(service)["REDIS_URL"]["value"]
+        match = re.fullmatch(r"\$\{([a-z0-9-]+)\.DATABASE_URL\}", reference)
+        assert match is not None, reference
+        assert databases[match.group(1)]["engine"] in ("REDIS", "VALKEY")
+    bot_settings = BotSettings(
+        admin_socket_transports=envs(bot)["ADMIN_SOCKET_TRANSPORTS"]["value"]
+    )
+    assert bot_settings.uplink_transports == ("websocket",)
+    admin_settings = AdminSettings(
+        redis_url="redis://cache:6379",
+        socketio_transports=envs(admin)["SOCKETIO_TRANSPORTS"]["value"],
+    )
+    assert admin_settings.transports == ("websocket",)
+    # The dashboard's own default.
+    config = (ROOT / "dashboard" / "src" / "lib" / "config.js").read_text()
+    assert 'transports: ["websocket"]' in config
 
 
 # -- environment variables -------------------------------------------------------------
