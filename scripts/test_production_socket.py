@@ -9,7 +9,8 @@ What it does, printing one line per step:
 
 1. connects to BASE_URL/api/socket.io/ as a bot would (service auth
    ``{service: "bot", secret, instance: "smoke-test"}``), polling first, and
-   reports the transport after the upgrade to WebSocket;
+   reports the transport after the upgrade to WebSocket (``--websocket-only``:
+   WebSocket from the start, for a multi-instance deployment);
 2. sends a test ``metrics:update`` (a valid MetricsSnapshot for instance
    ``smoke-test``) and checks the ack is ``{ok: true}``;
 3. with ADMIN_USERNAME and ADMIN_PASSWORD: logs in (POST BASE_URL/api/auth/login),
@@ -85,6 +86,8 @@ class Config:
     instance: str
     timeout: float
     require_websocket: bool
+    #: Several instances behind a load balancer: WebSocket from the first request.
+    websocket_only: bool = False
 
 
 def say(line: str) -> None:
@@ -144,7 +147,7 @@ class Connection:
             config.base_url,
             ClientOptions(
                 path=config.path,
-                transports=("polling", "websocket"),
+                transports=("websocket",) if config.websocket_only else ("polling", "websocket"),
                 auth=auth,
                 reconnection=False,
                 retry_refused=False,
@@ -210,6 +213,11 @@ class Connection:
             hint = (
                 f"nothing answers at {self.config.path}: is BASE_URL the app's URL, "
                 "and does the ingress route /api to admin-api?"
+            )
+        elif "HTTP 400" in reason and not self.config.websocket_only:
+            hint = (
+                "polling refused: a multi-instance deployment (REDIS_URL set) accepts "
+                "WebSocket only; run again with --websocket-only"
             )
         elif "HTTP 403" in reason:
             hint = "forbidden (a CORS or proxy rule?)"
@@ -303,7 +311,9 @@ async def smoke(config: Config) -> None:
             f"(transport {status.transport}, instance {config.instance})"
         )
         transport = await bot.wait_for_websocket(config.timeout)
-        if transport == "websocket":
+        if config.websocket_only:
+            pass  # connected over WebSocket from the start: nothing to upgrade
+        elif transport == "websocket":
             say("✅ Upgraded to WebSocket: transport websocket")
         elif config.require_websocket:
             raise SmokeFailure(
@@ -394,6 +404,12 @@ def parse(argv: list[str] | None) -> Config:
         action="store_true",
         help="fail (instead of warning) when the connection stays on polling",
     )
+    parser.add_argument(
+        "--websocket-only",
+        action="store_true",
+        help="connect over WebSocket from the start, as bots and dashboards do when "
+        "several instances run behind App Platform's load balancer (no sticky sessions)",
+    )
     args = parser.parse_args(argv)
     parts = urlsplit(args.base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -415,6 +431,7 @@ def parse(argv: list[str] | None) -> Config:
         instance=args.instance,
         timeout=args.timeout,
         require_websocket=args.require_websocket,
+        websocket_only=args.websocket_only,
     )
 
 

@@ -376,3 +376,42 @@ async def test_a_refused_login_fails_after_the_bot_checks(essen_dev: EssenDev) -
     assert run.code == 4, run.output
     assert run.index("📊 Sent metrics:update") < run.index("❌")
     assert "❌ Login refused for 'admin': invalid_credentials" in run.output
+
+
+# -- a multi-instance deployment: WebSocket only ----------------------------------------
+
+
+async def test_websocket_only_connects_without_polling(essen_dev: EssenDev) -> None:
+    run = await run_script(
+        essen_dev.admin_url,
+        "--websocket-only",
+        BOT_SERVICE_SECRET=essen_dev.secret,
+        ADMIN_USERNAME=essen_dev.username,
+        ADMIN_PASSWORD=essen_dev.password,
+    )
+    assert run.code == 0, run.output
+    assert "(transport websocket, instance smoke-test)" in run.lines[run.index("✅ Connected")]
+    assert "Upgraded" not in run.output
+    assert "✅ All checks passed" in run.output
+
+
+async def test_polling_against_a_websocket_only_admin_says_what_to_do(tmp_path: Path) -> None:
+    from functools import partial
+
+    from essen.admin.service import run_admin
+    from essen.clock import SystemWallClock
+    from essen.testing import MemoryStore
+    from tests.harness.admin_rig import admin_settings
+
+    settings = admin_settings(tmp_path, socketio_transports="websocket")
+    with trio.fail_after(RUN_LIMIT):
+        async with trio.open_nursery() as nursery:
+            admin = await nursery.start(
+                partial(run_admin, settings, host="127.0.0.1", store=MemoryStore(SystemWallClock()))
+            )
+            run = await run_script(admin.urls[0], BOT_SERVICE_SECRET="s" * 40)
+            nursery.cancel_scope.cancel()
+    assert run.code == 3, run.output
+    failure = run.lines[run.index("❌")]
+    assert "WebSocket only" in failure
+    assert "--websocket-only" in failure
