@@ -4,26 +4,33 @@ It authenticates as a service (``{service: "bot", secret, instance}``), starts
 on polling and upgrades to WebSocket, and sends:
 
 * ``message:processed`` in batches: flushed at ``flush_at`` events or
-  ``flush_after`` seconds after the first one, whichever comes first;
+  ``flush_after`` seconds after the first one, whichever comes first, each
+  sent with an ack and kept until the admin acknowledges it (at least once:
+  a batch in flight when the connection drops is sent again after the
+  reconnection, possibly to another admin instance; the admin shows an
+  event it already has only once).  At most ``buffer_limit`` batches wait;
+  beyond that the oldest is dropped and counted;
 * ``metrics:update`` whenever the metrics actor publishes a snapshot, and on
   the admin's ``metrics:request``; while disconnected only the latest snapshot
   is kept (an old one is worth nothing once a newer exists) and sent on reconnect;
 * ``health:changed`` on every transition.
 
-While disconnected, batches and health events wait in the client's bounded
-buffer (overflow drops the oldest send, counted in the client's
-``buffer_dropped``) and are flushed in order on reconnect.  The guide's log lines mark each state.
+While disconnected, health events wait in the client's bounded buffer
+(overflow drops the oldest send, counted in the client's ``buffer_dropped``)
+and are flushed in order on reconnect.  The guide's log lines mark each state.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
 
+from essen.errors import DisconnectedError
 from essen.events import HealthChanged, MessageBatch, MessageProcessed, MetricsSnapshot
 from essen.realtime.backoff import BackoffPolicy
 from essen.realtime.client import ClientOptions, ClientState, ClientStatus, SocketIOClient
@@ -52,17 +59,26 @@ class UplinkConfig:
     flush_at: int = 100
     flush_after: float = 0.25
     buffer_limit: int = 1000
+    #: A batch not acknowledged this long is sent again (the admin may be gone).
+    ack_timeout: float = 10.0
 
 
 @dataclass
 class UplinkStats:
-    """What the uplink sent; the client's ``buffer_dropped`` counts what overflowed."""
+    """What the uplink sent (``batches``/``events``: first sendings, ``resent``
+    after a lost connection); the client's ``buffer_dropped`` counts health
+    events that overflowed its buffer, ``dropped_*`` the batches."""
 
     batches: int = 0
     events: int = 0
     snapshots: int = 0
     health: int = 0
     snapshots_coalesced: int = 0
+    #: Batches sent again after a lost connection or a missing ack.
+    resent: int = 0
+    #: Batches dropped: the oldest beyond ``buffer_limit``, or refused by the admin.
+    dropped_batches: int = 0
+    dropped_events: int = 0
 
 
 async def run(
@@ -147,17 +163,66 @@ async def run(
         send_snapshot(await request_metrics())
 
     batch: list[MessageProcessed] = []
+    unacked: deque[MessageBatch] = deque()
+    queued = trio.Event()
+    drained = trio.Event()  # set while nothing waits for an ack
+    drained.set()
 
     def flush() -> None:
+        nonlocal drained
         if batch:
-            message = MessageBatch(instance=config.instance, events=tuple(batch))
-            client.emit("message:processed", message.model_dump(mode="json"))
-            stats.batches += 1
-            stats.events += len(batch)
+            if drained.is_set():
+                drained = trio.Event()
+            unacked.append(MessageBatch(instance=config.instance, events=tuple(batch)))
             batch.clear()
+            if len(unacked) > config.buffer_limit:
+                dropped = unacked.popleft()
+                stats.dropped_batches += 1
+                stats.dropped_events += len(dropped.events)
+            queued.set()
+
+    async def deliver() -> None:
+        """Send the oldest unacknowledged batch until it is acknowledged, in order."""
+        nonlocal queued
+        attempted: MessageBatch | None = None
+        while True:
+            if not unacked:
+                queued = trio.Event()
+                await queued.wait()
+                continue
+            try:
+                await client.wait_connected()
+            except DisconnectedError:
+                return  # closed for good
+            message = unacked[0]
+            if message is attempted:
+                stats.resent += 1
+            else:
+                stats.batches += 1
+                stats.events += len(message.events)
+            attempted = message
+            ack: list[object] | None = None
+            with trio.move_on_after(config.ack_timeout):
+                try:
+                    ack = await client.call("message:processed", message.model_dump(mode="json"))
+                except DisconnectedError:
+                    continue  # wait for the reconnection, then send it again
+            if ack is None:
+                continue  # no answer in time: send it again
+            if unacked and unacked[0] is message:
+                unacked.popleft()
+            if not unacked:
+                drained.set()
+            answer = ack[0] if ack else None
+            if isinstance(answer, dict) and answer.get("ok") is False:
+                # Refused as invalid: sending it again cannot help.
+                stats.dropped_batches += 1
+                stats.dropped_events += len(message.events)
+                log.warning("admin refused a message:processed batch: %s", answer)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
+        nursery.start_soon(deliver)
         task_status.started(client)
         deadline = math.inf
         # The inbox belongs to the assembly: a restarted uplink reads the same channel.
@@ -184,5 +249,9 @@ async def run(
             flush()
             deadline = math.inf
         flush()
+        # Closing: what the admin acknowledges within a moment is delivered.
+        if client.connected:
+            with trio.move_on_after(min(config.ack_timeout, 2.0)):
+                await drained.wait()
         await client.aclose()
         nursery.cancel_scope.cancel()

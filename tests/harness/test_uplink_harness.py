@@ -420,12 +420,45 @@ async def test_admin_down_buffer_drops_the_oldest_and_counts_them(
         # (and a snapshot does not use the buffer: it is coalesced).
         await send.send(snapshots.next())
         batches = -(-sent // flush_at)
-        assert client.buffer_dropped == batches - limit
-        assert (stats.batches, stats.events) == (batches, sent)
+        dropped = batches - limit
+        assert (stats.dropped_batches, stats.dropped_events) == (dropped, sent - len(arriving))
+        assert (stats.batches, stats.events) == (0, 0)  # nothing could be sent yet
         assert not client.connected
         admin = await admins.start()
         await admin.wait_until(lambda a: len(a.events) >= len(arriving))
         await trio.sleep(20)  # nothing else is on its way
     assert [e["id"] for e in admin.events] == [f"e{n}" for n in arriving]
-    assert client.buffer_dropped == batches - limit
+    assert (stats.batches, stats.events) == (limit, len(arriving))
+    assert stats.dropped_batches == dropped
+    await send.aclose()
+
+
+async def test_a_batch_the_admin_never_acknowledged_is_sent_again_to_the_next_admin(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The admin died with a batch in flight (received, not acknowledged): the
+    events reach the next admin instead of being lost with it."""
+    admins = Admins(nursery)
+    send, receive = trio.open_memory_channel[UplinkItem](100)
+    stats = UplinkStats()
+    with trio.fail_after(300):
+        first = await admins.start()
+        client = await start_uplink(nursery, admins, receive, stats=stats)
+        await client.wait_status(on_websocket)
+        swallowed = trio.Event()
+
+        @first.server.on("message:processed")
+        async def never_acknowledge(socket: Any, batch: dict[str, Any]) -> None:
+            swallowed.set()
+            await trio.sleep_forever()
+
+        for n in range(5):
+            send.send_nowait(processed(n))
+        await swallowed.wait()
+        await admins.stop()
+        second = await admins.start()
+        await second.wait_until(lambda a: len(a.events) >= 5)
+        await trio.sleep(20)  # nothing else is on its way
+    assert [e["id"] for e in second.events] == [f"e{n}" for n in range(5)]
+    assert (stats.batches, stats.resent, stats.dropped_batches) == (1, 1, 0)
     await send.aclose()
