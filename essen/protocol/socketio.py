@@ -121,6 +121,19 @@ def encode(packet: SioPacket) -> tuple[Frame, ...]:
     """
     packet_type = packet.type
     data = packet.data
+    if packet_type in (SioType.EVENT, SioType.ACK) and data is not None:
+        # Almost every event is plain JSON.  Encoding it straight away proves it
+        # holds no bytes (the encoder refuses them) in one pass of C code,
+        # where walking it with has_binary first cost more than the encoding
+        # itself (a metrics:update is thousands of values).  Anything the
+        # encoder refuses — bytes, NaN, a set, a nesting too deep — takes the
+        # general path below, which decides and reports exactly as before.
+        try:
+            text = _dumps(data)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            return (_header(packet, packet_type, 0) + text,)
     attachments: list[bytes] = []
     try:
         binary = packet_type in (SioType.EVENT, SioType.ACK) and has_binary(data)
@@ -137,19 +150,26 @@ def encode(packet: SioPacket) -> tuple[Frame, ...]:
             raise LocalProtocolError(
                 f"{len(attachments)} binary attachments; peers accept at most {MAX_ATTACHMENTS}"
             )
+    header = _header(packet, packet_type, len(attachments))
+    if data is None:
+        return (header, *attachments)
+    try:
+        text = _dumps(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise LocalProtocolError(f"payload is not JSON-serialisable: {exc!r}") from exc
+    return (header + text, *attachments)
+
+
+def _header(packet: SioPacket, packet_type: SioType, attachments: int) -> str:
+    """``<type>[<attachments>-][<namespace>,][<ack id>]``: everything before the JSON."""
     parts = [str(int(packet_type))]
     if attachments or packet_type in (SioType.BINARY_EVENT, SioType.BINARY_ACK):
-        parts.append(f"{len(attachments)}-")
+        parts.append(f"{attachments}-")
     if packet.namespace != "/":
         parts.append(packet.namespace + ",")
     if packet.id is not None:
         parts.append(str(packet.id))
-    if data is not None:
-        try:
-            parts.append(_dumps(data))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise LocalProtocolError(f"payload is not JSON-serialisable: {exc!r}") from exc
-    return ("".join(parts), *attachments)
+    return "".join(parts)
 
 
 def _reject_constant(name: str) -> object:
