@@ -196,7 +196,7 @@ async def run_bot(
             graph_url=settings.fb_graph_url,
             version=settings.fb_graph_version,
             policy=retry_policy or RetryPolicy(),
-            limiter=RateLimiter(rate=250.0, burst=50),
+            limiter=RateLimiter(rate=settings.send_api_rate, burst=settings.send_api_burst),
             rng=rng,
         )
 

@@ -73,6 +73,11 @@ class BotSettings(_Common):
     #: 64 keeps up with ~140 messages/s.
     workers: int = 64
     metrics_interval: float = 5.0
+    #: Send API calls per second for the page, and the burst above it (Meta's
+    #: limit depends on the page; an answer takes one call, plus "seen" and
+    #: "typing" while the budget has room).
+    send_api_rate: float = Field(default=250.0, gt=0)
+    send_api_burst: int = Field(default=50, ge=1)
     #: How the uplink reaches the admin API: ``polling,websocket`` (the guide's
     #: default: polling first, then upgrade) or ``websocket`` (several admin
     #: instances behind a load balancer without sticky sessions).

@@ -199,8 +199,10 @@ class _Handler:
                 case NoReply():
                     outcome = "counted"
                 case TextReply() | ButtonsReply() | Handoff():
-                    self._count_send(await self.send_api.mark_seen(psid))
-                    self._count_send(await self.send_api.typing_on(psid))
+                    # Courtesies, sent only while the page's rate budget has room.
+                    for action in (self.send_api.mark_seen, self.send_api.typing_on):
+                        if (courtesy := await action(psid, if_idle=True)) is not None:
+                            self._count_send(courtesy)
                     result = await self.send_api.send_message(psid, reply.to_message())
                     self._count_send(result)
                     if isinstance(result, SendOk):

@@ -94,6 +94,8 @@ class SendApiStatistics:
     retries: int
     outcomes: Mapping[str, int]
     token_rejected: bool
+    #: Sender actions skipped because no rate-limit token was free (``if_idle``).
+    skipped_actions: int = 0
 
 
 class _RedactSecrets(logging.Filter):
@@ -156,6 +158,7 @@ class SendApiClient:
         self._retries = 0
         self._outcomes: Counter[str] = Counter()
         self._token_rejected = False
+        self._skipped_actions = 0
         install_log_redaction()
 
     def __repr__(self) -> str:
@@ -190,19 +193,30 @@ class SendApiClient:
             body["tag"] = tag
         return await self._call("POST", self._messages_url, body, self._policy)
 
-    async def sender_action(self, psid: str, action: SenderAction) -> SendResult:
-        """Send a sender action (its own request; the Send API takes it alone)."""
+    async def sender_action(
+        self, psid: str, action: SenderAction, *, if_idle: bool = False
+    ) -> SendResult | None:
+        """Send a sender action (its own request; the Send API takes it alone).
+
+        ``if_idle``: only when a rate-limit token is free at once, else skip
+        it and return None.  "Seen" and "typing" are courtesies; under load
+        they would take two of every three calls from the page's budget and
+        make the answers themselves wait.
+        """
         _check_psid(psid)
+        if if_idle and not self._limiter.try_acquire(trio.current_time()):
+            self._skipped_actions += 1
+            return None
         body: dict[str, object] = {"recipient": {"id": psid}, "sender_action": action.value}
-        return await self._call("POST", self._messages_url, body, self._policy)
+        return await self._call("POST", self._messages_url, body, self._policy, prepaid=if_idle)
 
-    async def mark_seen(self, psid: str) -> SendResult:
+    async def mark_seen(self, psid: str, *, if_idle: bool = False) -> SendResult | None:
         """Show ``psid``'s last message as seen."""
-        return await self.sender_action(psid, SenderAction.MARK_SEEN)
+        return await self.sender_action(psid, SenderAction.MARK_SEEN, if_idle=if_idle)
 
-    async def typing_on(self, psid: str) -> SendResult:
+    async def typing_on(self, psid: str, *, if_idle: bool = False) -> SendResult | None:
         """Show the typing indicator to ``psid`` (Messenger drops it after ~20 s)."""
-        return await self.sender_action(psid, SenderAction.TYPING_ON)
+        return await self.sender_action(psid, SenderAction.TYPING_ON, if_idle=if_idle)
 
     async def check_token(self) -> SendResult:
         """``GET /me`` once: :class:`SendOk` if the page token works.
@@ -225,19 +239,30 @@ class SendApiClient:
             retries=self._retries,
             outcomes=dict(self._outcomes),
             token_rejected=self._token_rejected,
+            skipped_actions=self._skipped_actions,
         )
 
     # -- the retry loop --------------------------------------------------------
 
     async def _call(
-        self, method: str, url: str, body: dict[str, object] | None, policy: RetryPolicy
+        self,
+        method: str,
+        url: str,
+        body: dict[str, object] | None,
+        policy: RetryPolicy,
+        *,
+        prepaid: bool = False,
     ) -> SendResult:
+        """``prepaid``: the caller took the first attempt's rate-limit token."""
         self._calls += 1
         schedule = RetrySchedule(policy, Backoff(policy.backoff, self._rng), trio.current_time())
         last_failure: Failure | None = None
         while True:
-            with trio.move_on_at(schedule.deadline):
-                await self._limiter.acquire()
+            if prepaid:
+                prepaid = False
+            else:
+                with trio.move_on_at(schedule.deadline):
+                    await self._limiter.acquire()
             if trio.current_time() >= schedule.deadline:
                 # The limiter ate the rest of the budget.
                 return self._finish_failed(

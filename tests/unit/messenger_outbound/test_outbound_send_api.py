@@ -285,6 +285,27 @@ async def test_rate_limiter_paces_sends(autojump_clock) -> None:
     assert offsets == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
 
 
+async def test_courtesy_actions_are_skipped_when_the_budget_has_no_room(autojump_clock) -> None:
+    """Under load "seen" and "typing" give way: the answers get the whole budget."""
+    fake = new_fake()
+    async with client_for(fake, limiter=RateLimiter(rate=2.0, burst=2)) as client:
+        with trio.fail_after(10):
+            # Idle: a token is free, the courtesy goes out and takes it.
+            assert await client.mark_seen("1", if_idle=True) == SendOk(None, "1", 1, 0.0)
+            assert (await client.send_message("1", {"text": "a"})).ok
+            # The bucket is empty now: skipped at once, nothing waits.
+            start = trio.current_time()
+            assert await client.typing_on("2", if_idle=True) is None
+            assert trio.current_time() == start
+            assert (await client.send_message("2", {"text": "b"})).ok
+    assert [r.sender_action or r.message["text"] for r in fake.received] == [  # type: ignore[index]
+        "mark_seen",
+        "a",
+        "b",
+    ]
+    assert client.statistics().skipped_actions == 1
+
+
 async def test_retries_wait_for_the_limiter_too(autojump_clock) -> None:
     fake = new_fake()
     fake.fail_next(1)
