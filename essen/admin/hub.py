@@ -90,8 +90,11 @@ class Hub:
     wall: WallClock
     counters: dict[str, int] = field(
         default_factory=lambda: {
+            # Sockets connected now, and connections accepted since start.
             "bots_connected": 0,
             "admins_connected": 0,
+            "bot_connections": 0,
+            "admin_connections": 0,
             "refused": 0,
             "invalid_payloads": 0,
             "forbidden": 0,
@@ -142,6 +145,7 @@ class Hub:
             socket.data.update(role="bot", instance=instance)
             socket.join("services")
             self.counters["bots_connected"] += 1
+            self.counters["bot_connections"] += 1
             return
         token = auth.get("token")
         if not isinstance(token, str) or not token:
@@ -158,6 +162,7 @@ class Hub:
         )
         socket.join("admins")
         self.counters["admins_connected"] += 1
+        self.counters["admin_connections"] += 1
         self._by_token.setdefault(identity.token_id, {})[socket.sid] = socket
         self._arm_expiry(socket, identity.expires_at)
 
@@ -203,6 +208,8 @@ class Hub:
             if not same:
                 self._by_token.pop(token_id, None)
         role = socket.data.get("role")
+        if role in ("bot", "admin"):
+            self.counters[f"{role}s_connected"] -= 1
         if role == "bot":
             log.info("bot %s disconnected: %s", socket.data.get("instance"), reason)
 

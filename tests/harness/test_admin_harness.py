@@ -687,6 +687,9 @@ async def test_health_comprehensive_lists_bots_store_and_sockets_per_room(
                 "/monitoring/health-comprehensive",
                 headers={**rig.bearer(token), "Origin": "https://evil.example"},
             )
+            await reader.client.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            after_leaving = dict(rig.hub_counters)
     assert response.status_code == 200
     details = response.json()
     components = {c["component"]: c["status"] for c in details["components"]}
@@ -701,8 +704,11 @@ async def test_health_comprehensive_lists_bots_store_and_sockets_per_room(
         "connected": 4,
         "sessions": 4,
     }
-    assert details["hub"]["bots_connected"] == 2
-    assert details["hub"]["admins_connected"] == 2
+    assert details["hub"]["bots_connected"] == details["hub"]["bot_connections"] == 2
+    assert details["hub"]["admins_connected"] == details["hub"]["admin_connections"] == 2
+    # "connected" is now: a dashboard that left is no longer counted.
+    assert after_leaving["admins_connected"] == 1
+    assert after_leaving["admin_connections"] == 2
     assert details["admin"]["instance"] == "admin-test"
     # CORS for the allowed dashboard origin only.
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
