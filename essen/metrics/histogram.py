@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from operator import add
 from typing import TYPE_CHECKING, Final
 
 from essen.events import LATENCY_BOUNDS_MS, Histogram
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 __all__ = ("BUCKET_COUNT", "LatencyRecorder", "bucket_index", "merge_histograms")
 
@@ -84,10 +85,21 @@ class LatencyRecorder:
 
     def add(self, other: LatencyRecorder | Histogram) -> None:
         """Add another recorder's or histogram's counts to this one."""
-        counts = self.counts
-        for i, n in enumerate(other.counts):
-            counts[i] += n
-        self.sum_ms += other.sum_ms
+        self.add_counts(other.counts, other.sum_ms)
+
+    def add_counts(self, counts: Sequence[int], sum_ms: float) -> None:
+        """Add counts per bucket (``BUCKET_COUNT`` of them) and their latencies' sum.
+
+        In place and in C (``map``): windows merge dozens of recorders per
+        snapshot, and bulk observations add counts to three slots at a time.
+
+        Raises:
+            ValueError: not one count per bucket.
+        """
+        if len(counts) != BUCKET_COUNT:
+            raise ValueError(f"expected {BUCKET_COUNT} bucket counts, got {len(counts)}")
+        self.counts[:] = map(add, self.counts, counts)
+        self.sum_ms += sum_ms
 
     def reset(self) -> None:
         """Forget everything, keeping the list (a reused ring slot allocates nothing)."""

@@ -98,3 +98,15 @@ def test_percentile_of_a_merged_window() -> None:
     assert 5 < p50 <= 10  # inside the (5, 10] bucket
     assert 250 < p95 <= 400  # inside the (250, 400] bucket
     assert merge_histograms([]).percentile(0.5) is None
+
+
+def test_add_counts_adds_in_place_and_checks_the_shape() -> None:
+    recorder = LatencyRecorder()
+    counts = recorder.counts
+    recorder.add_counts([1] * BUCKET_COUNT, 7.5)
+    recorder.add_counts(tuple(range(BUCKET_COUNT)), 0.5)
+    assert recorder.counts is counts  # a ring slot's list is reused, never replaced
+    assert recorder.counts == [1 + i for i in range(BUCKET_COUNT)]
+    assert recorder.sum_ms == 8.0
+    with pytest.raises(ValueError, match="bucket counts"):
+        recorder.add_counts([1] * (BUCKET_COUNT - 1), 1.0)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from essen.metrics.unique import DEFAULT_PRECISION, UniqueSketch, user_position
+from essen.metrics.unique import DEFAULT_PRECISION, FrozenSketch, UniqueSketch, user_position
 
 
 def population(name: str, count: int) -> list[str]:
@@ -123,3 +123,59 @@ def test_keeps_no_user_id() -> None:
     assert max(blob[1:]) <= 64 - 12 + 1  # only ranks
     # The position is deterministic (instances must agree to merge).
     assert user_position("abc") == user_position("abc")
+
+
+# -- frozen sketches and sparse merges ---------------------------------------------
+
+
+def registers(sketch: UniqueSketch) -> bytes:
+    return sketch.to_bytes()[1:]
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=400), max_size=300),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=300),
+)
+def test_frozen_and_sparse_merges_are_register_max(left: list[int], right: list[int]) -> None:
+    """Sketches with few set registers merge register by register, others with the
+    4 KiB maximum (the switch is at 128 registers); either way the result is the
+    register-wise maximum, and the sketch keeps merging correctly afterwards."""
+    a = sketch_of([f"u{i}" for i in left])
+    b = sketch_of([f"u{i}" for i in right])
+    frozen = FrozenSketch.of(user_position(f"u{i}") for i in right)
+    assert frozen == b.freeze()
+    assert frozen.lanes() == b.lanes()
+    expected = bytes(map(max, registers(a), registers(b)))
+    for other in (b, frozen):
+        merged = a.copy()
+        merged.update(other)
+        assert registers(merged) == expected
+        merged.update(sketch_of(["late-user"]))
+        assert registers(merged) == bytes(map(max, expected, registers(sketch_of(["late-user"]))))
+        merged.clear()
+        assert registers(merged) == bytes(4096)
+        assert merged.is_empty
+        merged.update(other)
+        assert registers(merged) == registers(b)
+
+
+def test_frozen_sketch() -> None:
+    users = population("f", 2_000)
+    sketch = sketch_of(users)
+    frozen = sketch.freeze()
+    sketch.add("one more")  # the frozen copy does not change
+    assert frozen.estimate() == sketch_of(users).estimate()
+    assert frozen == FrozenSketch.of(user_position(u) for u in users)
+    assert hash(frozen) == hash(FrozenSketch.of(user_position(u) for u in users))
+    assert FrozenSketch.of([]).is_empty
+    assert FrozenSketch.of([]).estimate() == 0
+    with pytest.raises(ValueError, match="register update"):
+        FrozenSketch.of([1 << 30])  # register 2**24 does not exist at precision 12
+    with pytest.raises(ValueError, match="register update"):
+        FrozenSketch.of([0])  # rank 0 is no update
+    with pytest.raises(ValueError, match="impossible rank"):
+        FrozenSketch(12, 200)
+    with pytest.raises(ValueError, match="fit"):
+        FrozenSketch(4, 1 << 200)
+    with pytest.raises(ValueError, match="precision"):
+        UniqueSketch(10).update(frozen)
