@@ -19,9 +19,7 @@ or a line, bounded.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
@@ -45,6 +43,7 @@ from tests.harness.admin_rig import (
     closed_by_server,
 )
 from tests.harness.bot_rig import SERVICE_SECRET
+from tests.integration._redis import RedisProcess
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -69,57 +68,6 @@ def machine_redis() -> str:
             pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run should start it)")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     return "redis://127.0.0.1:6379/0"
-
-
-class RedisProcess:
-    """A private redis-server on a fixed free port that the test can stop and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            pytest.fail("redis-server is not installed (Debian's redis-server package)")
-        self.executable = executable
-        self.directory = directory
-        with socket.socket() as spare:
-            spare.bind(("127.0.0.1", 0))
-            self.port = spare.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # ends when the process does
-            if b"Ready to accept connections" in line:
-                return
-        raise AssertionError(f"redis-server exited with {self.process.wait()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-            self.process = None
 
 
 @pytest.fixture
