@@ -41,6 +41,7 @@ from coredis.exceptions import RedisError
 
 from essen.admin.bus import BusError, Revocation, decode, encode
 from essen.admin.hub import Ingest
+from essen.errors import first_leaf
 from essen.realtime.backoff import Backoff, BackoffPolicy
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ async def run(
         try:
             await _connected(outbox, inbox, config, on_health, on_revoked, now_wall, stats, backoff)
         except* _LOST as group:
-            first = group.exceptions[0]
+            first = first_leaf(group)
             error = f"{first.__class__.__name__}: {first}"[:300]
         stats.connected = False
         stats.last_error = error

@@ -28,6 +28,7 @@ from coredis import PureToken, Redis
 from coredis.exceptions import RedisError
 
 from essen.actors.health import Signal
+from essen.errors import first_leaf
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -97,7 +98,7 @@ class FleetDedupe:
                     key, self.instance, condition=PureToken.NX, ex=self.ttl
                 )
             except* _FAILURES as group:
-                first = group.exceptions[0]
+                first = first_leaf(group)
                 error = f"{first.__class__.__name__}: {first}"[:200]
         if claimed is None:
             self.unanswered += 1

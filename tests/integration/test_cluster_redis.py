@@ -302,6 +302,8 @@ async def test_losing_redis_degrades_health_and_heals_when_it_returns(
             await board.wait_until(lambda d: status_of(d, "redis") == "degraded")
         reason = on_a.health("redis")[-1].payload["reason"]
         assert "Redis unreachable" in reason
+        assert "ExceptionGroup" not in reason  # the cause itself, not its wrapping
+        assert "ConnectionError" in reason
         assert "retrying in" in reason
 
         # Each instance keeps serving its own clients.
