@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     # One line per HTTP request is noise at this level (and the Send API's URLs
     # are redacted anyway); problems are logged by ESSEN itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # coredis logs a lost connection at INFO with a traceback of nothing; the
+    # cluster actor and the bot's dedupe log the loss with its cause.
+    logging.getLogger("coredis").setLevel(logging.WARNING)
     try:
         if args.command == "bot":
             trio.run(_bot)
