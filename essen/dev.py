@@ -104,6 +104,8 @@ async def run_dev(
             port=options.bot_port,
             admin_backend_url=admin.urls[0],
             fb_graph_url=graph_urls[0],
+            # What this admin accepts (WebSocket only when REDIS_URL is set).
+            admin_socket_transports=",".join(admin_settings.transports),
         )
         bot = await nursery.start(partial(run_bot, bot_settings, host=options.host))
         if options.simulate:
