@@ -14,9 +14,9 @@ driver measures that path with real processes on loopback, per configuration:
 Each admin has its own SQLite file in a fresh temporary folder (``bench/e2e.py``'s
 environment, admin account and login: see there why ``ESSEN_ENV`` is ``development``).
 The load enters as a bot's does, on A only (the publisher side): ``bench/_uplink_load.py``
-is a bot's uplink without the bot (ESSEN's Socket.IO client authenticated as the bot
-service, ``message:processed`` batches of the ``MessageBatch`` contract at R events/s,
-batched as the uplink batches). A real ``essen bot`` fed by webhooks would put its own
+runs the bot's own uplink actor (``essen.actors.uplink``: the bot-service CONNECT,
+``MessageBatch`` batches, each acknowledged before the next) and feeds it R events/s,
+without the rest of the bot. A real ``essen bot`` fed by webhooks would put its own
 CPU, the fake Graph API's and the webhook generator's on the 2 cores the dashboards
 need, and cannot go past ~83 msg/s (its Send API pacing); ``bench/e2e.py`` already
 covers that path. N dashboards (``bench/loadgen/e2e_dashboards.js``, the official
@@ -24,11 +24,12 @@ socket.io-client, WebSocket only, logged in, subscribed to ``monitoring``) are s
 evenly across the instances, one Node process tree per instance.
 
 Every event's id is known before the run; each dashboard stamps its first receipt of
-each on CLOCK_MONOTONIC, and the uplink stand-in stamps the moment each batch was handed
-to its client on the same clock, so latency = receipt - send, exact to the µs, per
-(dashboard, event). CPU time (user+system, from /proc via psutil) is taken per admin
-process, for the Redis server (its pid from ``INFO server``), the stand-in, the
-dashboards and the host, from ``PHASE send_start`` to the end of the drain.
+each on CLOCK_MONOTONIC, and the uplink stand-in stamps the moment the uplink handed each
+batch to its client on the same clock, so latency = receipt - send, exact to the µs, per
+(dashboard, event); "from creation" starts when the event entered the uplink instead.
+CPU time (user+system, from /proc via psutil) is taken per admin process, for the Redis
+server (its pid from ``INFO server``), the stand-in, the dashboards and the host, from
+``PHASE send_start`` to the end of the drain.
 
     .venv/bin/python bench/cluster_fanout.py [--configs 1,1r,2] [--rates 10,25,50]
         [--dashboards 1000] [--duration 10] [--repeat 3]
@@ -435,13 +436,18 @@ def run_once(
                 else:
                     time.sleep(0.05)
 
-        send_ms: list[float] = result["send_ms"]
-        t_first_send = min(send_ms)
+        # An event the uplink never handed over (no ack came for the batches before it)
+        # has no send time: its receipts, if any, count as delivered but not in latency.
+        send_ms: list[float | None] = result["send_ms"]
+        created_ms: list[float] = result["created_ms"]
+        t_first_send = min((t for t in send_ms if t is not None), default=math.inf)
         lat_all: list[float] = []
+        lat_created: list[float] = []
         lat_side: dict[str, list[float]] = {}
         first_recv = [math.inf] * n
         last_recv = -math.inf
         per_dash: list[int] = []
+        receipts = 0
         for admin, child, _ in dash:
             side = lat_side.setdefault(admin.name, [])
             for part in reports[child.name]["files"]:
@@ -454,15 +460,19 @@ def run_once(
                         if t != t:  # NaN: not received
                             continue
                         got += 1
-                        side.append(t - send_ms[k])
+                        sent_at = send_ms[k]
+                        if sent_at is not None:
+                            side.append(t - sent_at)
+                        lat_created.append(t - created_ms[k])
                         first_recv[k] = min(first_recv[k], t)
                         last_recv = max(last_recv, t)
                     per_dash.append(got)
+                    receipts += got
         for values in lat_side.values():
             values.sort()
             lat_all += values
         lat_all.sort()
-        receipts = len(lat_all)
+        lat_created.sort()
         expected = n * dashboards
         never = [k for k in range(n) if first_recv[k] == math.inf]
 
@@ -485,11 +495,16 @@ def run_once(
         driver_cpu = delta("driver") or 0.0
         ours = admin_cpu_total + (redis_cpu or 0.0) + dash_cpu + load_cpu + driver_cpu
         sys_busy = end["sys_busy"] - a["sys_busy"]
-        span_s = (last_recv - t_first_send) / 1000 if receipts else None
+        span_s = (last_recv - t_first_send) / 1000 if receipts and send_ms[0] is not None else None
         rec.update(
             ok=True,
             sent=n,
-            batches=result["batches"],
+            batches=result["calls"],
+            largest_batch=result["largest_batch"],
+            unsent=result["unsent"],
+            uplink=result["uplink"],
+            uplink_resent=result["uplink"]["resent"],
+            uplink_dropped_events=result["uplink"]["dropped_events"],
             uplink_disconnects=result["disconnects"],
             uplink_buffer_dropped=result["buffer_dropped"],
             send_lag_max_ms=result["send_lag_max_ms"],
@@ -510,6 +525,8 @@ def run_once(
             lat_p90_ms=pct(lat_all, 0.90),
             lat_p99_ms=pct(lat_all, 0.99),
             lat_max_ms=lat_all[-1] if lat_all else None,
+            lat_created_p50_ms=pct(lat_created, 0.50),
+            lat_created_p99_ms=pct(lat_created, 0.99),
             **{f"lat_{s}_p50_ms": pct(v, 0.50) for s, v in lat_side.items()},
             **{f"lat_{s}_p99_ms": pct(v, 0.99) for s, v in lat_side.items()},
             drain_s=end["t"] - marks["send_end"]["t"],
@@ -566,6 +583,10 @@ METRICS: list[tuple[str, str, str]] = [
     ("lat_a_p99_ms", "  on A p99 ms", "{:.1f}"),
     ("lat_b_p50_ms", "  on B p50 ms", "{:.1f}"),
     ("lat_b_p99_ms", "  on B p99 ms", "{:.1f}"),
+    ("lat_created_p50_ms", "from creation p50 ms", "{:.1f}"),
+    ("lat_created_p99_ms", "from creation p99 ms", "{:.1f}"),
+    ("batches", "batches sent", "{:.0f}"),
+    ("largest_batch", "largest batch", "{:.0f}"),
     ("admin_cpu_us_per_msg", "admin CPU µs/delivery", "{:.1f}"),
     ("admin_cpu_s", "admin CPU s (sum)", "{:.2f}"),
     ("admin_a_cpu_util", "  admin A util", "{:.0%}"),
@@ -626,6 +647,9 @@ def summarize(
                             "disconnects",
                             "uplink_disconnects",
                             "uplink_buffer_dropped",
+                            "uplink_resent",
+                            "uplink_dropped_events",
+                            "unsent",
                         )
                         if r.get(k)
                     }
