@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +22,29 @@ MAX_DETAIL = 400
 
 @dataclass
 class Trace:
-    """Entries ``{"t", "link", "kind", "detail"}``, times relative to the system's start."""
+    """Entries ``{"t", "link", "kind", "detail"}``, times relative to the system's start.
+
+    A detail longer than :data:`MAX_DETAIL` characters (a ``metrics:update``
+    frame is several KiB, and one crosses every few seconds) is cut, with its
+    length and a digest of the whole, so two traces are still equal only if
+    everything that crossed was.
+    """
 
     t0: float = 0.0
-    entries: list[dict[str, Any]] = field(default_factory=list)
     #: Beyond this many entries the oldest are dropped (and counted).
     limit: int = 1_000_000
+    entries: deque[dict[str, Any]] = field(init=False)
     dropped: int = 0
 
+    def __post_init__(self) -> None:
+        self.entries = deque(maxlen=self.limit)
+
     def record(self, link: str, kind: str, detail: str) -> None:
+        if len(detail) > MAX_DETAIL:
+            digest = hashlib.blake2b(detail.encode("utf-8", "surrogatepass"), digest_size=8)
+            detail = f"{detail[:MAX_DETAIL]}…[{len(detail)} chars, {digest.hexdigest()}]"
+        if len(self.entries) == self.limit:
+            self.dropped += 1
         self.entries.append(
             {
                 "t": round(trio.current_time() - self.t0, 6),
@@ -37,9 +53,6 @@ class Trace:
                 "detail": detail,
             }
         )
-        if len(self.entries) > self.limit:
-            del self.entries[: len(self.entries) - self.limit]
-            self.dropped += 1
 
     def recorder(self, link: str) -> Any:
         return lambda kind, detail: self.record(link, kind, detail)

@@ -9,6 +9,9 @@
         s.graph.fail_rate(0.3)
         await s.stop_bot(1)
 
+        # A day at 50 messages/s in seconds: counted in aggregate, 1 in 10,000 real.
+        report = await s.traffic(rate=50.0, duration=24 * 3600, sample_every=10_000)
+
 Bot instances, the admin API, the fake Graph API and dashboard clients run
 as they do in production (the same assemblies: ``run_bot``, ``run_admin``),
 joined by the memory network: HTTP through httpx's ASGI transport,
@@ -50,15 +53,17 @@ from essen.realtime.transports import MemoryNetwork
 
 from ._determinism import deterministic_scheduling
 from ._trace import Trace, TracingTransport
+from ._traffic import TrafficReport, TrafficState, drive, psid_of
 from .memory_store import MemoryStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
-__all__ = ("Dashboard", "System", "User", "system")
+__all__ = ("Dashboard", "System", "TrafficReport", "User", "system")
 
 PAGE_ID = "100000000000001"
 _SECRET = "harness-secret-" + "s" * 32
+_TOKEN_TTL = 30 * 86_400.0
 
 
 class _Switch:
@@ -83,10 +88,21 @@ class Dashboard:
 
     name: str
     client: SocketIOClient
-    #: What arrived, newest last (bounded: a long run keeps the last 5 000; a
-    #: ``metrics:update`` is a large object, and one arrives every second).
-    events: deque[tuple[float, str, Any]] = field(default_factory=lambda: deque(maxlen=5_000))
+    #: Everything that arrived, newest last, as ``(Trio time, event, payload)``
+    #: (the last 200: a ``metrics:update`` is ~20 KB of Python objects).
+    events: deque[tuple[float, str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     snapshots: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    #: Each kind on its own, newest last, so that a long run's metrics updates
+    #: do not push the feed out: every ``message:processed`` (the last 50 000),
+    #: ``metrics:update`` (the last 100) and ``health:changed`` (the last 5 000).
+    feed: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50_000))
+    metrics: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    health: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5_000))
+
+    @property
+    def last_metrics(self) -> dict[str, Any] | None:
+        """The newest ``metrics:update``: what the page's cards show now."""
+        return self.metrics[-1] if self.metrics else None
 
     def messages(self) -> list[dict[str, Any]]:
         """Every ``message:processed`` this dashboard knows of, as a page would show them:
@@ -95,20 +111,21 @@ class Dashboard:
         for snapshot in self.snapshots:
             for item in snapshot.get("feed", []):
                 seen.setdefault((item["instance"], item["id"]), item)
-        for _, event, payload in self.events:
-            if event == "message:processed":
-                seen.setdefault((payload["instance"], payload["id"]), payload)
+        for payload in self.feed:
+            seen.setdefault((payload["instance"], payload["id"]), payload)
         return list(seen.values())
 
     def live_messages(self) -> list[dict[str, Any]]:
         """Only the ``message:processed`` events that arrived live (duplicates included)."""
-        return [payload for _, event, payload in self.events if event == "message:processed"]
+        return list(self.feed)
 
     def metrics_updates(self) -> list[dict[str, Any]]:
-        return [payload for _, event, payload in self.events if event == "metrics:update"]
+        """The ``metrics:update`` events that arrived (the last 100)."""
+        return list(self.metrics)
 
     def health_changes(self) -> list[dict[str, Any]]:
-        return [payload for _, event, payload in self.events if event == "health:changed"]
+        """The ``health:changed`` events that arrived (the last 5 000)."""
+        return list(self.health)
 
 
 @dataclass
@@ -184,8 +201,11 @@ class _BotNode:
 class System:
     """A running system; see the module docstring.  Made by :func:`system`."""
 
-    def __init__(self, seed: int, nursery: trio.Nursery, trace: Trace) -> None:
+    def __init__(
+        self, seed: int, nursery: trio.Nursery, trace: Trace, metrics_interval: float = 5.0
+    ) -> None:
         self.seed = seed
+        self.metrics_interval = metrics_interval
         self.nursery = nursery
         self.trace = trace
         self.wall = TrioWallClock()
@@ -205,13 +225,26 @@ class System:
         self.bots: list[_BotNode] = []
         self.dashboards: list[Dashboard] = []
         self._users: dict[int, User] = {}
-        self.tokens = TokenSettings(secret=_SECRET, ttl=24 * 3600.0)
+        self._traffic: TrafficState | None = None
+        self._admin_http = httpx.AsyncClient(
+            transport=TracingTransport(
+                httpx.ASGITransport(app=self._asgi(self.admin_switch)), trace, "rest"
+            ),
+            base_url="http://admin.test",
+        )
+        # Minted dashboard tokens outlive the longest simulated run (a day of
+        # traffic and then some); expiry itself is what test_admin_harness tests.
+        self.tokens = TokenSettings(secret=_SECRET, ttl=_TOKEN_TTL)
         self._admin_settings = load_admin_settings(
             essen_data_dir=Path(".essen-harness"),
             admin_instance="admin-1",
             bot_service_secret=_SECRET,
             jwt_secret=_SECRET,
             token_ttl=24 * 3600.0,
+            # The thresholds keep their ratio to the bots' metrics interval
+            # (15 s and 60 s at the default 5 s), so a slower one is not "stale".
+            bot_stale_after=max(15.0, 3 * metrics_interval),
+            bot_down_after=max(60.0, 12 * metrics_interval),
         )
 
     @staticmethod
@@ -265,7 +298,7 @@ class System:
             fb_graph_url="http://graph.test",
             debug_token=_SECRET,
             pseudonym_key=_SECRET,
-            metrics_interval=5.0,
+            metrics_interval=self.metrics_interval,
         )
 
     async def start_bot(self, index: int) -> None:
@@ -313,7 +346,7 @@ class System:
         user = self._users.get(n)
         if user is None:
             user = self._users[n] = User(
-                self, f"{5_000_000 + n}", bot if bot is not None else n % max(1, len(self.bots))
+                self, psid_of(n), bot if bot is not None else n % max(1, len(self.bots))
             )
         return user
 
@@ -330,6 +363,75 @@ class System:
     async def advance(self, seconds: float) -> None:
         """Let ``seconds`` of simulated time pass."""
         await trio.sleep(seconds)
+
+    async def traffic(
+        self,
+        *,
+        rate: float,
+        duration: float,
+        sample_every: int | None = 10_000,
+        population: int = 1_000,
+        step: float = 1.0,
+        text: str = "what are your opening hours?",
+        latencies_ms: Sequence[float] = (20.0, 45.0, 120.0, 300.0),
+    ) -> TrafficReport:
+        """Offer a constant ``rate`` of messages for ``duration`` simulated seconds.
+
+        Most messages are **counted, not processed**: every ``step`` seconds the
+        messages arriving in that step are applied in aggregate to each bot's
+        real metrics collector (through its metrics actor), as answered text
+        messages with response times taken in turn from ``latencies_ms``.  No
+        reply is sent for them, the fake Graph API never sees them and no
+        ``message:processed`` exists for them.  Every ``sample_every``-th
+        message (None: none) goes the whole real way instead, as a signed
+        webhook from :meth:`user` ``(j % population)`` at the moment it
+        arrives.  Everything downstream of the collectors (``metrics:update``,
+        the admin API's aggregation, hourly rollups, history, dashboards) sees
+        the full volume.  Counted messages come round-robin from users
+        ``0 .. population - 1``, each with the bot :meth:`user` gives it.
+
+        Counted messages are recorded at the start of their step, so they land
+        in the second, minute and hour they arrive in when the traffic starts
+        on a whole second and ``step`` divides 60.  Consecutive calls continue
+        one another (the sampling, the users' turns).  See
+        :mod:`essen.testing._traffic` for the model.
+
+        Returns:
+            What was offered, counted and sampled (``offered`` is
+            ``round(rate * duration)`` unless a bot could not take its share).
+
+        Raises:
+            ValueError: a rate, duration or step that is not positive, an
+                empty ``latencies_ms``, ``sample_every < 1``, a population
+                outside ``[1, 1_000_000]``.
+        """
+        if self._traffic is None:
+            key = self._bot_settings(0).pseudonym_key.get_secret_value().encode()
+            self._traffic = TrafficState(key)
+        return await drive(
+            self,
+            self._traffic,
+            rate=rate,
+            duration=duration,
+            sample_every=sample_every,
+            population=population,
+            step=step,
+            text=text,
+            latencies_ms=latencies_ms,
+        )
+
+    async def rest(self, path: str, **params: str) -> httpx.Response:
+        """GET an admin API REST route as a logged-in dashboard does (a bearer token).
+
+        ``path`` is the route as the dashboard calls it, e.g.
+        ``/api/monitoring/metrics`` with ``range="24h"``.
+        """
+        token = self.tokens.issue(
+            "admin", now_wall=self.wall.now(), jti=f"harness-rest-{self.seed}"
+        ).token
+        return await self._admin_http.get(
+            path, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
 
     async def metrics(self) -> dict[str, Any]:
         """The admin API's merged metrics now."""
@@ -380,6 +482,15 @@ class System:
     @staticmethod
     async def _record(dashboard: Dashboard, event: str, payload: Any, *_: Any) -> None:
         dashboard.events.append((trio.current_time(), event, payload))
+        match event:
+            case "message:processed":
+                dashboard.feed.append(payload)
+            case "metrics:update":
+                dashboard.metrics.append(payload)
+            case "health:changed":
+                dashboard.health.append(payload)
+            case _:
+                pass
 
     async def _keep_subscribed(self, dashboard: Dashboard) -> None:
         """(Re)subscribe on every connection, as the real dashboard does."""
@@ -400,13 +511,30 @@ class System:
 
 @contextlib.asynccontextmanager
 async def system(
-    *, seed: int = 0, bots: int = 1, dashboards: int = 1, trace_limit: int = 1_000_000
+    *,
+    seed: int = 0,
+    bots: int = 1,
+    dashboards: int = 1,
+    trace_limit: int = 1_000_000,
+    metrics_interval: float = 5.0,
 ) -> AsyncIterator[System]:
-    """Start a whole system in this Trio run (use it under MockClock); see the module docstring."""
+    """Start a whole system in this Trio run (use it under MockClock); see the module docstring.
+
+    Args:
+        seed: fixes every random choice and Trio's scheduling order.
+        bots, dashboards: how many of each to start.
+        trace_limit: entries the trace keeps (the oldest are dropped beyond it).
+        metrics_interval: seconds between a bot's ``metrics:update`` (the
+            production default, 5 s, unless given); the admin API's stale and
+            down thresholds stay 3 and 12 times it (15 s and 60 s at least).
+            Each update costs ~3 ms of CPU along the whole path (snapshot,
+            uplink, validation, aggregation, fan-out, dashboard), so a long
+            simulated run may choose a longer interval.
+    """
     with deterministic_scheduling(seed):
         async with trio.open_nursery() as nursery:
             trace = Trace(t0=trio.current_time(), limit=trace_limit)
-            s = System(seed, nursery, trace)
+            s = System(seed, nursery, trace, metrics_interval)
             await s.start_admin()
             for index in range(bots):
                 switch = _Switch()
@@ -435,4 +563,5 @@ async def system(
                     await node.webhook.aclose()
                     await node.uplink.aclose()
                 await s.graph_http.aclose()
+                await s._admin_http.aclose()
                 nursery.cancel_scope.cancel()
