@@ -73,7 +73,7 @@ from essen.metrics.histogram import BUCKET_COUNT, LatencyRecorder, bucket_index,
 from essen.metrics.unique import FrozenSketch, UniqueSketch, user_position
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from essen.clock import WallClock
 
@@ -316,7 +316,8 @@ class CollectorStatistics:
     latency_buckets: int
     total_keys: int
     late_observations: int
-    #: Merged sketches cached for snapshots (at most 10: 8 blocks, 2 windows).
+    #: Merged blocks and windows cached for snapshots (at most 19: 8 blocks
+    #: per ring, 3 windows).
     settled_sketches: int
 
 
@@ -390,55 +391,72 @@ def _window_stats(slots: list[_Slot], seconds: int) -> WindowStats:
 
 
 class _Settled:
-    """Counts, users and latencies of a run of slots that can no longer change.
+    """Counts, users and latency counts of an aligned block of slots that can no longer change.
 
     Snapshots are taken every few seconds, and most of what their windows
     merge is older than the current second or minute: merging it again on
     every snapshot (up to 120 HyperLogLog unions and histogram adds) cost
     milliseconds per snapshot at 50 messages/s.  The collector therefore keeps
-    the merge of settled slots and adds only the current slot to it.
+    the merge of each block of settled slots and merges blocks, plus the few
+    slots at the window's edges, instead.  ``latency`` holds counts only: the
+    latencies' ``sum_ms`` is always added slot by slot, oldest first, as
+    merge_histograms adds it (block-wise partial sums would differ in the last
+    bits, and a snapshot must not depend on when the previous one was taken).
     """
 
     __slots__ = ("answered", "failed", "latency", "received", "users")
 
-    def __init__(self, slots: list[_Slot]) -> None:
-        self.received = sum(slot.received for slot in slots)
-        self.answered = sum(slot.answered for slot in slots)
-        self.failed = sum(slot.failed for slot in slots)
-        self.users = UniqueSketch.union(slot.users for slot in slots)
-        # The same left fold as merge_histograms, so adding the current slot
-        # afterwards gives bit-for-bit the sum_ms a full merge gives.
+    def __init__(self, parts: Sequence[_Slot | _Settled]) -> None:
+        self.received: int = sum(part.received for part in parts)
+        self.answered: int = sum(part.answered for part in parts)
+        self.failed: int = sum(part.failed for part in parts)
+        self.users: UniqueSketch = UniqueSketch.union(part.users for part in parts)
         self.latency = LatencyRecorder()
-        for slot in slots:
-            self.latency.add(slot.latency)
-
-    def window(self, current: _Slot | None, seconds: int) -> WindowStats:
-        """This run plus the current slot (if it has any data) as one window."""
-        if current is None:
-            return WindowStats(
-                seconds=seconds,
-                received=self.received,
-                answered=self.answered,
-                failed=self.failed,
-                unique_users=self.users.estimate(),
-                latency=self.latency.snapshot(),
-            )
-        users = self.users.copy()
-        users.update(current.users)
-        return WindowStats(
-            seconds=seconds,
-            received=self.received + current.received,
-            answered=self.answered + current.answered,
-            failed=self.failed + current.failed,
-            unique_users=users.estimate(),
-            latency=merge_histograms((self.latency, current.latency)),
-        )
+        for part in parts:
+            self.latency.add_counts(part.latency.counts, 0.0)
 
 
-# Seconds are settled (and cached) in aligned blocks of this many; the sliding
-# minute touches at most 7 blocks, 6 of them whole.
-_BLOCK_SECONDS: Final = 10
-_BLOCKS_KEPT: Final = 8
+class _Blocks:
+    """The cached :class:`_Settled` blocks of one ring: aligned, ``size`` slots each.
+
+    Fixed-size, like the rings: a block replaces the entry it outdates, so
+    memory does not move with running time.  A window of 60 slots touches at
+    most 7 blocks of 10, 6 of them whole.
+    """
+
+    __slots__ = ("entries", "ring", "size")
+
+    def __init__(self, ring: _Ring, size: int) -> None:
+        self.ring = ring
+        self.size = size
+        self.entries: list[tuple[int, _Settled] | None] = [None] * (ring.size // size + 2)
+
+    def get(self, block: int) -> _Settled:
+        entries = self.entries
+        entry = entries[block % len(entries)]
+        if entry is not None and entry[0] == block:
+            return entry[1]
+        last = block * self.size + self.size - 1
+        settled = _Settled(list(self.ring.window(last, self.size)))
+        entries[block % len(entries)] = (block, settled)
+        return settled
+
+    def cached(self) -> int:
+        return sum(entry is not None for entry in self.entries)
+
+    def keep_from(self, index: int) -> None:
+        """Forget blocks that end before slot ``index`` (no window reaches them any more)."""
+        entries = self.entries
+        for i, entry in enumerate(entries):
+            if entry is not None and (entry[0] + 1) * self.size <= index:
+                entries[i] = None
+
+    def clear(self) -> None:
+        self.entries[:] = [None] * len(self.entries)
+
+
+# Slots are settled (and cached) in aligned blocks of this many.
+_BLOCK_SLOTS: Final = 10
 
 
 # -- the collector -------------------------------------------------------------
@@ -496,10 +514,12 @@ class MetricsCollector:
         # second (a late one: Trio time does not go back) drops it all.
         self._newest_second = -1
         self._settled_upto = -1
-        # Fixed-size, like the rings: a block, window or bucket replaces the
-        # entry it outdates, so memory does not move with running time.
-        self._settled_blocks: list[tuple[int, _Settled] | None] = [None] * _BLOCKS_KEPT
-        self._settled_minutes: dict[int, tuple[int, _Settled]] = {}
+        self._second_blocks = _Blocks(self._seconds, _BLOCK_SLOTS)
+        self._minute_blocks = _Blocks(self._minutes, _BLOCK_SLOTS)
+        # Per window (by its length in seconds): the slot it ended at, and the
+        # merge of its settled part.
+        self._settled_windows: dict[int, tuple[int, _Settled]] = {}
+        # Finished minutes' buckets, by minute % 60 (fixed-size, like a ring).
         self._settled_buckets: list[MinuteBucket | None] = [None] * _MINUTES_KEPT
 
     # -- recording --
@@ -602,8 +622,9 @@ class MetricsCollector:
 
     def _drop_settled(self) -> None:
         self._settled_upto = -1
-        self._settled_blocks[:] = [None] * _BLOCKS_KEPT
-        self._settled_minutes.clear()
+        self._second_blocks.clear()
+        self._minute_blocks.clear()
+        self._settled_windows.clear()
         self._settled_buckets[:] = [None] * _MINUTES_KEPT
 
     def _send_api_key(self, code: str) -> str:
@@ -635,16 +656,14 @@ class MetricsCollector:
             return self._snapshot(
                 now, second, self._uncached_windows(second), self._buckets(minute)
             )
-        return self._snapshot(
-            now,
-            second,
-            {
-                "1m": self._seconds_window(second),
-                "5m": self._minutes_window(minute, 5),
-                "60m": self._minutes_window(minute, _MINUTES_KEPT),
-            },
-            self._buckets(minute, settled=True),
-        )
+        windows: dict[Literal["1m", "5m", "60m"], WindowStats] = {
+            "1m": self._window(self._second_blocks, second, _SECONDS_KEPT, MINUTE, SECOND),
+            "5m": self._window(self._minute_blocks, minute, 5, 5 * MINUTE, MINUTE),
+            "60m": self._window(self._minute_blocks, minute, _MINUTES_KEPT, HOUR, MINUTE),
+        }
+        self._second_blocks.keep_from(second - _SECONDS_KEPT + 1)
+        self._minute_blocks.keep_from(minute - _MINUTES_KEPT + 1)
+        return self._snapshot(now, second, windows, self._buckets(minute, settled=True))
 
     def _snapshot(
         self,
@@ -678,69 +697,69 @@ class MetricsCollector:
         if upto > self._settled_upto:
             self._settled_upto = upto
 
-    def _minutes_window(self, minute: int, count: int) -> WindowStats:
-        """The last ``count`` minutes up to ``minute`` (the current one, still growing)."""
-        cached = self._settled_minutes.get(count)
-        if cached is not None and cached[0] == minute:
+    def _window(
+        self, blocks: _Blocks, last: int, count: int, seconds: int, unit: int
+    ) -> WindowStats:
+        """The window of ``count`` slots of ``blocks.ring`` up to ``last``, the current one.
+
+        What lies before ``last`` has settled: its merge is kept until ``last``
+        moves on (a 60-minute window changes its settled part once a minute,
+        and snapshots come every few seconds), and is made of cached whole
+        blocks and the slots at the edges one by one.  ``unit`` is the slots'
+        length in seconds.
+        """
+        ring = blocks.ring
+        cached = self._settled_windows.get(seconds)
+        if cached is not None and cached[0] == last:
             settled = cached[1]
         else:
-            # Once per minute per window: the minutes before this one are settled.
-            settled = _Settled(list(self._minutes.window(minute - 1, count - 1)))
-            self._settled_minutes[count] = (minute, settled)
-            self._settle(minute * MINUTE - 1)
-        return settled.window(self._minutes.get(minute), count * MINUTE)
-
-    def _seconds_window(self, second: int) -> WindowStats:
-        """The sliding minute: the last 60 one-second slots up to ``second``.
-
-        Counts, latency counts and users of whole settled blocks of seconds
-        come from the cache.  The latencies' ``sum_ms`` is added slot by slot,
-        oldest first, as merge_histograms adds it: block-wise partial sums
-        would differ in the last bits, and a snapshot must not depend on when
-        the previous one was taken.
-        """
-        first = second - _SECONDS_KEPT + 1
-        received = answered = failed = 0
-        users: list[UniqueSketch] = []
-        latency = LatencyRecorder()
-        index = first
-        while index <= second:
-            block = index // _BLOCK_SECONDS
-            block_end = block * _BLOCK_SECONDS + _BLOCK_SECONDS - 1
-            if index == block * _BLOCK_SECONDS and block_end < second:
-                cached = self._settled_blocks[block % _BLOCKS_KEPT]
-                if cached is not None and cached[0] == block:
-                    settled = cached[1]
-                else:
-                    settled = _Settled(list(self._seconds.window(block_end, _BLOCK_SECONDS)))
-                    self._settled_blocks[block % _BLOCKS_KEPT] = (block, settled)
-                    self._settle(block_end)
-                received += settled.received
-                answered += settled.answered
-                failed += settled.failed
-                users.append(settled.users)
-                latency.add_counts(settled.latency.counts, 0.0)
-                index = block_end + 1
-                continue
-            slot = self._seconds.get(index)
-            if slot is not None:
-                received += slot.received
-                answered += slot.answered
-                failed += slot.failed
-                users.append(slot.users)
-                latency.add_counts(slot.latency.counts, 0.0)
-            index += 1
+            settled = self._settled_run(blocks, last - count + 1, last - 1, unit)
+            self._settled_windows[seconds] = (last, settled)
+            self._settle(last * unit - 1)
+        received, answered, failed = settled.received, settled.answered, settled.failed
+        users = settled.users
+        latency = settled.latency
+        current = ring.get(last)
+        if current is not None:
+            received += current.received
+            answered += current.answered
+            failed += current.failed
+            if not current.users.is_empty:
+                users = users.copy()
+                users.update(current.users)
+            latency = LatencyRecorder()
+            latency.add_counts(settled.latency.counts, 0.0)
+            latency.add_counts(current.latency.counts, 0.0)
         sum_ms = 0.0
-        for slot in self._seconds.window(second, _SECONDS_KEPT):
+        for slot in ring.window(last, count):
             sum_ms += slot.latency.sum_ms
         return WindowStats(
-            seconds=MINUTE,
+            seconds=seconds,
             received=received,
             answered=answered,
             failed=failed,
-            unique_users=UniqueSketch.union(users).estimate(),
+            unique_users=users.estimate(),
             latency=Histogram(counts=tuple(latency.counts), sum_ms=sum_ms),
         )
+
+    def _settled_run(self, blocks: _Blocks, first: int, last: int, unit: int) -> _Settled:
+        """The merge of slots ``first .. last`` (all settled): whole blocks from the cache."""
+        ring = blocks.ring
+        size = blocks.size
+        parts: list[_Slot | _Settled] = []
+        index = first
+        while index <= last:
+            block, offset = divmod(index, size)
+            if not offset and index + size - 1 <= last:
+                parts.append(blocks.get(block))
+                self._settle((index + size) * unit - 1)
+                index += size
+                continue
+            slot = ring.get(index)
+            if slot is not None:
+                parts.append(slot)
+            index += 1
+        return _Settled(parts)
 
     def _buckets(self, minute: int, *, settled: bool = False) -> tuple[MinuteBucket, ...]:
         """The per-minute series, oldest first; with ``settled``, finished minutes are cached."""
@@ -816,6 +835,7 @@ class MetricsCollector:
             + len(self._send_api.counts),
             total_keys=len(self._totals),
             late_observations=self._late,
-            settled_sketches=sum(entry is not None for entry in self._settled_blocks)
-            + len(self._settled_minutes),
+            settled_sketches=self._second_blocks.cached()
+            + self._minute_blocks.cached()
+            + len(self._settled_windows),
         )

@@ -217,7 +217,13 @@ class UniqueSketch:
             return
         size = len(registers)
         high = _high_bits(size)
-        merged = int.from_bytes(registers, "little")
+        if self._empty:
+            # Nothing here to keep: start from the first sketch (a fresh ring
+            # slot taking a bulk observation costs one conversion, not three).
+            merged = dense[0].lanes()
+            dense = dense[1:]
+        else:
+            merged = int.from_bytes(registers, "little")
         for other in dense:
             merged = _max_lanes(merged, other.lanes(), high)
         registers[:] = merged.to_bytes(size, "little")
@@ -238,6 +244,9 @@ class UniqueSketch:
     ) -> UniqueSketch:
         """A new sketch counting every user seen by any of ``sketches``."""
         result = cls(precision)
+        # A union is usually read, not merged again: noting which registers
+        # it sets would cost more than it could save.
+        result._set = None
         result.update(*sketches)
         return result
 
