@@ -329,6 +329,10 @@ async def _run(
                 "rooms": realtime["rooms"].get("/", {}),
                 "connected": realtime["sockets"].get("/", 0),
                 "sessions": realtime["engine_sessions"],
+                # Of the sessions connected now: what slow dashboards lost to
+                # their bounded queues, and metrics updates replaced by newer ones.
+                "dropped_messages": realtime["dropped_messages"],
+                "coalesced_messages": realtime["coalesced_messages"],
             },
             "store": {"backend": store.backend, **_dataclass_dict(writer.statistics())},
             "redis": {
