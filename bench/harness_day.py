@@ -179,6 +179,7 @@ def main() -> None:
             f"{run['rss_end_mib']:.0f} MiB",
             flush=True,
         )
+        print(f"  RSS after each simulated hour (MiB): {run['rss_hourly_mib']}", flush=True)
     if len(runs) > 1:
         walls = [run["wall_s"] for run in runs]
         cpus = [run["cpu_s"] for run in runs]
