@@ -396,9 +396,15 @@ class System:
         one another (the sampling, the users' turns).  See
         :mod:`essen.testing._traffic` for the model.
 
+        Returns at the end of ``duration`` (Trio time), once every sampled
+        webhook has been accepted (a stopped bot's are retried every second,
+        as Facebook would, until it is back).  Cancelling stops the traffic
+        where it is; what was counted stays counted.
+
         Returns:
             What was offered, counted and sampled (``offered`` is
-            ``round(rate * duration)`` unless a bot could not take its share).
+            ``round(rate * duration)``; ``undelivered`` are counted messages
+            for a bot that was stopped, counted nowhere).
 
         Raises:
             ValueError: a rate, duration or step that is not positive, an
