@@ -18,8 +18,6 @@ or a line, bounded.
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
@@ -51,23 +49,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-MACHINE_REDIS = ("127.0.0.1", 6379)
 DEADLINE = 20.0
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex((host, port)) == 0
-
-
-@pytest.fixture
-def machine_redis() -> str:
-    if not _listening(*MACHINE_REDIS):
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run should start it)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    return "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture

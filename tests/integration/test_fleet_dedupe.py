@@ -10,7 +10,6 @@ the bot's ``redis`` component says so.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import uuid
@@ -43,18 +42,6 @@ if TYPE_CHECKING:
     from essen.messenger.fake_graph import ReceivedRequest
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def machine_redis() -> str:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        up = probe.connect_ex(("127.0.0.1", 6379)) == 0
-    if not up:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run should start it)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    return "redis://127.0.0.1:6379/0"
 
 
 def closed_port() -> int:

@@ -75,14 +75,17 @@ class EssenDev:
 @pytest.fixture(scope="module")
 def essen_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EssenDev]:
     """``essen dev --no-simulator`` on ports the system picks, until the module is done."""
-    root = tmp_path_factory.mktemp("essen-dev")
+    yield from _essen_dev(tmp_path_factory.mktemp("essen-dev"))
+
+
+def _essen_dev(root: Path, **env: str) -> Iterator[EssenDev]:
     data = root / "data"
     log = root / "essen-dev.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
             essen_command("dev", "--bot-port", "0", "--admin-port", "0", "--no-simulator"),
             cwd=root,
-            env=clean_env(ESSEN_DATA_DIR=str(data)),
+            env=clean_env(ESSEN_DATA_DIR=str(data), **env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -415,3 +418,24 @@ async def test_polling_against_a_websocket_only_admin_says_what_to_do(tmp_path: 
     failure = run.lines[run.index("❌")]
     assert "WebSocket only" in failure
     assert "--websocket-only" in failure
+
+
+async def test_essen_dev_with_redis_is_websocket_only_end_to_end(
+    tmp_path: Path, machine_redis: str
+) -> None:
+    """With REDIS_URL in the environment the dev admin accepts WebSocket only;
+    the dev bot must follow it (it would otherwise retry polling forever)."""
+    dev = _essen_dev(tmp_path, REDIS_URL=machine_redis, ESSEN_CLUSTER=f"dev-{os.getpid()}")
+    running = next(dev)
+    try:
+        refused = await run_script(running.admin_url, BOT_SERVICE_SECRET=running.secret)
+        ok = await run_script(
+            running.admin_url, "--websocket-only", BOT_SERVICE_SECRET=running.secret
+        )
+    finally:
+        dev.close()
+    assert refused.code == 3, refused.output
+    assert ok.code == 0, ok.output
+    log = running.log.read_text()
+    assert "✅ Connected to admin backend via Socket.io (websocket" in log
+    assert "Transport unknown" not in log
