@@ -138,8 +138,7 @@ ensure_browser() {
     fi
     # apt/dpkg stay chatty even with -qq: keep their output in a log and show
     # it only when the install fails.
-    local log
-    log="$(mktemp "${TMPDIR:-/tmp}/essen-apt-chromium.XXXXXX")"
+    local log="${TMPDIR:-/tmp}/essen-apt-chromium.$$.log"
     if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
         >"$log" 2>&1; then
@@ -148,4 +147,57 @@ ensure_browser() {
     fi
     rm -f "$log"
     [[ -x /usr/bin/chromium ]] || die "chromium installed but /usr/bin/chromium is missing"
+}
+
+# wait_for SECONDS NAME CMD...: poll CMD until it succeeds or time runs out.
+wait_for() {
+    local secs="$1" name="$2"; shift 2
+    local i
+    for (( i = 0; i < secs * 2; i++ )); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "WARNING: $name still not ready after ${secs}s" >&2
+    return 1
+}
+
+pg_up() {
+    if command -v pg_isready >/dev/null 2>&1; then
+        pg_isready -q -h 127.0.0.1 -p 5432
+    else
+        (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+    fi
+}
+
+redis_up() {
+    [[ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" == "PONG" ]]
+}
+
+# ensure_services: the machine's PostgreSQL (127.0.0.1:5432) and Redis
+# (127.0.0.1:6379) must be up for the integration tests; start them if they
+# are down (the commands the machine's own start-up uses).
+ensure_services() {
+    if pg_up; then
+        echo "==> PostgreSQL is up on 127.0.0.1:5432"
+    else
+        echo "==> Starting PostgreSQL"
+        if pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start; then
+            wait_for 30 PostgreSQL pg_up || true
+        else
+            echo "WARNING: could not start PostgreSQL; tests that need it will fail" >&2
+        fi
+    fi
+
+    if redis_up; then
+        echo "==> Redis is up on 127.0.0.1:6379"
+    else
+        echo "==> Starting Redis"
+        mkdir -p /var/lib/redis /var/log/redis
+        if redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+            --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log; then
+            wait_for 15 Redis redis_up || true
+        else
+            echo "WARNING: could not start Redis; tests that need it will fail" >&2
+        fi
+    fi
 }
