@@ -297,6 +297,23 @@ async def login(config: Config) -> str:
 # -- the run ----------------------------------------------------------------------------
 
 
+async def check_upgrade(bot: Connection, config: Config) -> None:
+    """Report the upgrade from polling to WebSocket; fail without it if required."""
+    if await bot.wait_for_websocket(config.timeout) == "websocket":
+        say("✅ Upgraded to WebSocket: transport websocket")
+    elif config.require_websocket:
+        raise SmokeFailure(
+            FAILED,
+            f"No WebSocket upgrade within {config.timeout:g} s: still on polling "
+            "(a proxy that does not pass WebSockets?)",
+        )
+    else:
+        say(
+            f"⚠️ Still on polling after {config.timeout:g} s: the WebSocket upgrade did "
+            "not happen (a proxy that does not pass WebSockets?)"
+        )
+
+
 async def smoke(config: Config) -> None:
     started_at = time.time()
     async with trio.open_nursery() as nursery:
@@ -310,22 +327,9 @@ async def smoke(config: Config) -> None:
             f"✅ Connected to admin backend via Socket.io at {config.base_url}{config.path} "
             f"(transport {status.transport}, instance {config.instance})"
         )
-        transport = await bot.wait_for_websocket(config.timeout)
-        if config.websocket_only:
-            pass  # connected over WebSocket from the start: nothing to upgrade
-        elif transport == "websocket":
-            say("✅ Upgraded to WebSocket: transport websocket")
-        elif config.require_websocket:
-            raise SmokeFailure(
-                FAILED,
-                f"No WebSocket upgrade within {config.timeout:g} s: still on polling "
-                "(a proxy that does not pass WebSockets?)",
-            )
-        else:
-            say(
-                f"⚠️ Still on polling after {config.timeout:g} s: the WebSocket upgrade did "
-                "not happen (a proxy that does not pass WebSockets?)"
-            )
+        # --websocket-only connected over WebSocket from the start: no upgrade to check.
+        if not config.websocket_only:
+            await check_upgrade(bot, config)
 
         ack = expect_ok(
             "metrics:update",
