@@ -34,15 +34,13 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-import anyio
 import trio
 from coredis import Redis
-from coredis.exceptions import RedisError
 
 from essen.admin.bus import BusError, Revocation, decode, encode
 from essen.admin.hub import Ingest
-from essen.errors import first_leaf
 from essen.realtime.backoff import Backoff, BackoffPolicy
+from essen.redis_link import LOST, describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,17 +58,6 @@ OUTBOX_SIZE: Final = 2_000
 MAX_REVOKED: Final = 10_000
 
 Outgoing = Ingest | Revocation
-
-#: How a lost connection surfaces through coredis (its streams are AnyIO's; its
-#: clean-up after a cancelled subscription can also meet the closed stream).
-_LOST: Final = (
-    RedisError,
-    OSError,
-    TimeoutError,
-    anyio.ClosedResourceError,
-    anyio.BrokenResourceError,
-    anyio.EndOfStream,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,19 +101,26 @@ async def run(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bridge this instance to the others until cancelled; reconnect forever."""
-    stats = statistics if statistics is not None else ClusterStatistics()
-    backoff = Backoff(config.backoff, rng or random.Random())
+    bridge = _Bridge(
+        outbox,
+        inbox,
+        config,
+        on_health,
+        on_revoked,
+        now_wall,
+        statistics if statistics is not None else ClusterStatistics(),
+        Backoff(config.backoff, rng or random.Random()),
+    )
     task_status.started()
     while True:
         error: str = "the subscription ended"
         try:
-            await _connected(outbox, inbox, config, on_health, on_revoked, now_wall, stats, backoff)
-        except* _LOST as group:
-            first = first_leaf(group)
-            error = f"{first.__class__.__name__}: {first}"[:300]
-        stats.connected = False
-        stats.last_error = error
-        delay = backoff.next()
+            await bridge.connected()
+        except* LOST as group:
+            error = describe(group)
+        bridge.stats.connected = False
+        bridge.stats.last_error = error
+        delay = bridge.backoff.next()
         log.warning("Redis lost (%s); cross-instance fan-out paused, retry in %.1f s", error, delay)
         on_health(
             "degraded",
@@ -136,87 +130,80 @@ async def run(
         await trio.sleep(delay)
 
 
-async def _connected(
-    outbox: trio.MemoryReceiveChannel[Outgoing],
-    inbox: trio.MemorySendChannel[IngestInbox],
-    config: ClusterConfig,
-    on_health: Callable[[HealthStatus, str | None], None],
-    on_revoked: Callable[[str, int], None],
-    now_wall: Callable[[], float],
-    stats: ClusterStatistics,
-    backoff: Backoff,
-) -> None:
-    """One connection's life: returns or raises when it is over."""
-    # One scope bounds the set-up (connect, subscribe, read revocations) and is
-    # lifted once connected; coredis' context managers own task groups, so they
-    # must be entered and left inside the same scopes.
-    with trio.CancelScope(deadline=trio.current_time() + config.connect_timeout) as setup:
-        async with (
-            Redis.from_url(config.url, decode_responses=False) as client,
-            client.pubsub(
-                channels=[config.channel], ignore_subscribe_messages=True, retry_policy=None
-            ) as pubsub,
-        ):
-            await client.zremrangebyscore(config.revoked_key, -math.inf, now_wall())
-            for jti, exp in await client.zrange(config.revoked_key, 0, -1, withscores=True):
-                on_revoked(jti.decode() if isinstance(jti, bytes) else jti, int(exp))
-            setup.deadline = math.inf
-            stats.connected = True
-            stats.connections += 1
-            backoff.reset()
-            log.info("Redis connected: sharing fan-out on %s", config.channel)
-            on_health("healthy", None)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_publish, client, outbox, config, now_wall, stats)
-                async for message in pubsub:
-                    _receive(message.get("data"), inbox, config, on_revoked, stats)
-                nursery.cancel_scope.cancel()
-    if setup.cancelled_caught:
-        raise TimeoutError(f"no answer within {config.connect_timeout:g} s")
+@dataclass
+class _Bridge:
+    """What one connection works with; a new connection reuses all of it."""
 
+    outbox: trio.MemoryReceiveChannel[Outgoing]
+    inbox: trio.MemorySendChannel[IngestInbox]
+    config: ClusterConfig
+    on_health: Callable[[HealthStatus, str | None], None]
+    on_revoked: Callable[[str, int], None]
+    now_wall: Callable[[], float]
+    stats: ClusterStatistics
+    backoff: Backoff
 
-async def _publish(
-    client: Redis[bytes],
-    outbox: trio.MemoryReceiveChannel[Outgoing],
-    config: ClusterConfig,
-    now_wall: Callable[[], float],
-    stats: ClusterStatistics,
-) -> None:
-    async for item in outbox:
+    async def connected(self) -> None:
+        """One connection's life: returns or raises when it is over."""
+        config = self.config
+        # One scope bounds the set-up (connect, subscribe, read revocations) and is
+        # lifted once connected; coredis' context managers own task groups, so they
+        # must be entered and left inside the same scopes.
+        with trio.CancelScope(deadline=trio.current_time() + config.connect_timeout) as setup:
+            async with (
+                Redis.from_url(config.url, decode_responses=False) as client,
+                client.pubsub(
+                    channels=[config.channel], ignore_subscribe_messages=True, retry_policy=None
+                ) as pubsub,
+            ):
+                await client.zremrangebyscore(config.revoked_key, -math.inf, self.now_wall())
+                for jti, exp in await client.zrange(config.revoked_key, 0, -1, withscores=True):
+                    self.on_revoked(jti.decode() if isinstance(jti, bytes) else jti, int(exp))
+                setup.deadline = math.inf
+                self.stats.connected = True
+                self.stats.connections += 1
+                self.backoff.reset()
+                log.info("Redis connected: sharing fan-out on %s", config.channel)
+                self.on_health("healthy", None)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._publish, client)
+                    async for message in pubsub:
+                        self._receive(message.get("data"))
+                    nursery.cancel_scope.cancel()
+        if setup.cancelled_caught:
+            raise TimeoutError(f"no answer within {config.connect_timeout:g} s")
+
+    async def _publish(self, client: Redis[bytes]) -> None:
+        config = self.config
+        async for item in self.outbox:
+            if isinstance(item, Revocation):
+                await client.zadd(config.revoked_key, {item.jti: float(item.exp)})
+                await client.zremrangebyscore(config.revoked_key, -math.inf, self.now_wall())
+                await client.zremrangebyrank(config.revoked_key, 0, -(MAX_REVOKED + 1))
+                data = encode(config.admin_instance, item)
+            else:
+                data = encode(config.admin_instance, item.item)
+            await client.publish(config.channel, data)
+            self.stats.published += 1
+
+    def _receive(self, data: object) -> None:
+        if not isinstance(data, bytes):
+            return
+        try:
+            remote = decode(data)
+        except BusError as exc:
+            self.stats.invalid += 1
+            log.warning("invalid message on %s: %s", self.config.channel, exc)
+            return
+        if remote.origin == self.config.admin_instance:
+            return  # our own, already ingested when our bot sent it
+        self.stats.received += 1
+        item = remote.item
         if isinstance(item, Revocation):
-            await client.zadd(config.revoked_key, {item.jti: float(item.exp)})
-            await client.zremrangebyscore(config.revoked_key, -math.inf, now_wall())
-            await client.zremrangebyrank(config.revoked_key, 0, -(MAX_REVOKED + 1))
-            data = encode(config.admin_instance, item)
-        else:
-            data = encode(config.admin_instance, item.item)
-        await client.publish(config.channel, data)
-        stats.published += 1
-
-
-def _receive(
-    data: object,
-    inbox: trio.MemorySendChannel[IngestInbox],
-    config: ClusterConfig,
-    on_revoked: Callable[[str, int], None],
-    stats: ClusterStatistics,
-) -> None:
-    if not isinstance(data, bytes):
-        return
-    try:
-        remote = decode(data)
-    except BusError as exc:
-        stats.invalid += 1
-        log.warning("invalid message on %s: %s", config.channel, exc)
-        return
-    if remote.origin == config.admin_instance:
-        return  # our own, already ingested when our bot sent it
-    stats.received += 1
-    item = remote.item
-    if isinstance(item, Revocation):
-        on_revoked(item.jti, item.exp)
-        return
-    try:
-        inbox.send_nowait(Ingest(item.instance, item, trio.current_time(), origin=remote.origin))
-    except trio.WouldBlock:
-        stats.dropped_incoming += 1
+            self.on_revoked(item.jti, item.exp)
+            return
+        event = Ingest(item.instance, item, trio.current_time(), origin=remote.origin)
+        try:
+            self.inbox.send_nowait(event)
+        except trio.WouldBlock:
+            self.stats.dropped_incoming += 1

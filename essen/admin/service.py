@@ -188,32 +188,22 @@ async def run_admin(
         StoreUnavailable / StoreError: the store cannot be opened at start.
     """
     wall = wall or SystemWallClock()
-    rng = rng or random.Random()
+    serve_with = partial(
+        _run,
+        settings,
+        host=host,
+        serve=serve,
+        wall=wall,
+        rng=rng or random.Random(),
+        passwords=passwords,
+        task_status=task_status,
+    )
     if store is not None:
-        await _run(
-            settings,
-            store,
-            host=host,
-            serve=serve,
-            wall=wall,
-            rng=rng,
-            passwords=passwords,
-            task_status=task_status,
-        )
+        await serve_with(store)
         return
     opened = await Store.open(settings.store_url, wall_clock=wall)
-    store = opened
     try:
-        await _run(
-            settings,
-            store,
-            host=host,
-            serve=serve,
-            wall=wall,
-            rng=rng,
-            passwords=passwords,
-            task_status=task_status,
-        )
+        await serve_with(opened)
     finally:
         with trio.CancelScope(shield=True):
             await opened.close()

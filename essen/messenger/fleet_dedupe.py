@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-import anyio
 import trio
 from coredis import PureToken, Redis
-from coredis.exceptions import RedisError
 
 from essen.actors.health import Signal
-from essen.errors import first_leaf
+from essen.redis_link import LOST, describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,15 +34,6 @@ if TYPE_CHECKING:
 __all__ = ("FleetDedupe",)
 
 log = logging.getLogger("essen.bot.dedupe")
-
-_FAILURES: Final = (
-    RedisError,
-    OSError,
-    anyio.ClosedResourceError,
-    anyio.BrokenResourceError,
-    anyio.EndOfStream,
-)
-
 
 class FleetDedupe:
     """Claims events for one bot instance among all (:meth:`run` owns the client)."""
@@ -97,9 +86,8 @@ class FleetDedupe:
                 claimed = await client.set(
                     key, self.instance, condition=PureToken.NX, ex=self.ttl
                 )
-            except* _FAILURES as group:
-                first = first_leaf(group)
-                error = f"{first.__class__.__name__}: {first}"[:200]
+            except* LOST as group:
+                error = describe(group, limit=200)
         if claimed is None:
             self.unanswered += 1
             self._skip_until = trio.current_time() + self.retry_after
