@@ -47,7 +47,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import signal
 import socket
 import statistics
@@ -547,22 +546,11 @@ def run_once(
             loadavg_end=os.getloadavg(),
         )
         if not complete:
-            rec["note"] = f"{receipts}/{expected} receipts: " + (
-                f"nothing new for {args.stall:g} s after {rec['drain_s']:.1f} s of drain"
-                if stalled
-                else f"drain timeout ({args.drain_timeout:g} s)"
-            )
+            rec["note"] = e2e.drain_note(receipts, expected, stalled, rec["drain_s"], args)
     except Exception as e:  # a failed run is recorded, the sweep goes on
-        rec["error"] = f"{type(e).__name__}: {e}"
-        for child in children:
-            rec[f"{child.name}_stderr_tail"] = child.stderr_tail[-8:]
+        e2e.record_failure(rec, e, children)
     finally:
-        for child in reversed(children):
-            child.stop()
-        if args.keep:
-            rec["work_dir"] = str(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        e2e.finish_run(rec, children, work, keep=args.keep)
     return rec
 
 

@@ -409,6 +409,34 @@ def read_f64(path: str) -> array[float]:
     return a
 
 
+def drain_note(
+    receipts: int, expected: int, stalled: bool, drain_s: float, args: argparse.Namespace
+) -> str:
+    """Why a run ended with receipts missing (``--stall`` or ``--drain-timeout``)."""
+    return f"{receipts}/{expected} receipts: " + (
+        f"nothing new for {args.stall:g} s after {drain_s:.1f} s of drain"
+        if stalled
+        else f"drain timeout ({args.drain_timeout:g} s)"
+    )
+
+
+def record_failure(rec: dict[str, Any], error: Exception, children: list[wh.Child]) -> None:
+    """A failed run is recorded with each child's last stderr lines; the sweep goes on."""
+    rec["error"] = f"{type(error).__name__}: {error}"
+    for child in children:
+        rec[f"{child.name}_stderr_tail"] = child.stderr_tail[-8:]
+
+
+def finish_run(rec: dict[str, Any], children: list[wh.Child], work: Path, *, keep: bool) -> None:
+    """Stop the children (newest first) and remove the run's folder unless ``--keep``."""
+    for child in reversed(children):
+        child.stop()
+    if keep:
+        rec["work_dir"] = str(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_once(
     rate: float,
     dashboards: int,
@@ -750,22 +778,11 @@ def run_once(
         busiest = max(("bot", "admin", "fake"), key=lambda name: rec[f"{name}_cpu_util"])
         rec["busiest"] = busiest
         if not complete:
-            rec["note"] = f"{receipts}/{expected} receipts: " + (
-                f"nothing new for {args.stall:g} s after {rec['drain_s']:.1f} s of drain"
-                if stalled
-                else f"drain timeout ({args.drain_timeout:g} s)"
-            )
+            rec["note"] = drain_note(receipts, expected, stalled, rec["drain_s"], args)
     except Exception as e:  # a failed run is recorded, the sweep goes on
-        rec["error"] = f"{type(e).__name__}: {e}"
-        for child in children:
-            rec[f"{child.name}_stderr_tail"] = child.stderr_tail[-8:]
+        record_failure(rec, e, children)
     finally:
-        for child in reversed(children):
-            child.stop()
-        if args.keep:
-            rec["work_dir"] = str(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        finish_run(rec, children, work, keep=args.keep)
     return rec
 
 
