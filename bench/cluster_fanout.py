@@ -659,28 +659,13 @@ def summarize(
     return out
 
 
-def fmt(v: float | None, f: str) -> str:
-    return "—" if v is None else f.format(v)
-
-
 def print_table(summary: dict[str, Any], args: argparse.Namespace) -> None:
-    cols = list(summary)
     print()
     print(
         f"== cluster fan-out: uplink stand-in → admin A [→ Redis → admin B] → dashboards; "
         f"{args.duration:g} s per run; median of {args.repeat}"
     )
-    w0, wc = 26, 15
-    print("config@R×N".ljust(w0) + "".join(c.rjust(wc) for c in cols))
-    for key, label, f in METRICS:
-        print(label.ljust(w0) + "".join(fmt(summary[c].get(key), f).rjust(wc) for c in cols))
-    print(
-        "runs ok".ljust(w0)
-        + "".join(f"{summary[c]['runs_ok']}/{summary[c]['runs']}".rjust(wc) for c in cols)
-    )
-    for c in cols:
-        for note in summary[c]["notes"]:
-            print(f"  ! {c}: {note}")
+    wh.print_cells(summary, METRICS, header="config@R×N", widths=(26, 15))
 
 
 # ========================================================================== main ===
@@ -817,12 +802,12 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(rec)
                     if rec["ok"]:
                         print(
-                            f"{fmt(rec['delivered_per_s'], '{:.0f}')}/s delivered, lost "
-                            f"{rec['lost']}, p50/p99 {fmt(rec['lat_p50_ms'], '{:.1f}')}/"
-                            f"{fmt(rec['lat_p99_ms'], '{:.1f}')} ms, admin "
-                            f"{fmt(rec['admin_cpu_us_per_msg'], '{:.1f}')} µs/delivery "
+                            f"{wh.fmt(rec['delivered_per_s'], '{:.0f}')}/s delivered, lost "
+                            f"{rec['lost']}, p50/p99 {wh.fmt(rec['lat_p50_ms'], '{:.1f}')}/"
+                            f"{wh.fmt(rec['lat_p99_ms'], '{:.1f}')} ms, admin "
+                            f"{wh.fmt(rec['admin_cpu_us_per_msg'], '{:.1f}')} µs/delivery "
                             f"({rec['admin_cpu_s']:.2f} s), Redis "
-                            f"{fmt(rec['redis_cpu_s'], '{:.3f}')} s, dashboards "
+                            f"{wh.fmt(rec['redis_cpu_s'], '{:.3f}')} s, dashboards "
                             f"{rec['dash_cpu_s']:.1f} s, noise {rec['other_cpu_s']:.1f} s",
                             flush=True,
                         )

@@ -887,39 +887,24 @@ def summarize(
     return out
 
 
-def fmt(v: float | None, f: str) -> str:
-    return "—" if v is None else f.format(v)
-
-
 def print_table(summary: dict[str, Any], args: argparse.Namespace) -> None:
-    cols = list(summary)
     print()
     print(
         f"== end to end: webhook → bot → admin API → dashboards; {args.duration:g} s per run, "
         f"{args.users} users; median of {args.repeat}"
     )
-    w0, wc = 26, 13
-    print("rate × dashboards".ljust(w0) + "".join(c.rjust(wc) for c in cols))
-    for key, label, f in METRICS:
-        print(label.ljust(w0) + "".join(fmt(summary[c].get(key), f).rjust(wc) for c in cols))
-    print(
-        "busiest service".ljust(w0)
-        + "".join(
-            (
-                max(summary[c]["busiest"], key=summary[c]["busiest"].get)
-                if summary[c]["busiest"]
-                else "—"
-            ).rjust(wc)
-            for c in cols
-        )
+
+    def busiest(c: str) -> str:
+        counts = summary[c]["busiest"]
+        return max(counts, key=counts.get) if counts else "—"
+
+    wh.print_cells(
+        summary,
+        METRICS,
+        header="rate × dashboards",
+        widths=(26, 13),
+        extra=(("busiest service", busiest),),
     )
-    print(
-        "runs ok".ljust(w0)
-        + "".join(f"{summary[c]['runs_ok']}/{summary[c]['runs']}".rjust(wc) for c in cols)
-    )
-    for c in cols:
-        for note in summary[c]["notes"]:
-            print(f"  ! {c}: {note}")
 
 
 # ============================================================================ main ===
@@ -1076,11 +1061,11 @@ def main(argv: list[str] | None = None) -> int:
                             f"accepted {rec['accepted']}/{rec['sent']}, per dashboard "
                             f"{rec['delivered_per_dashboard']:.0f} (min "
                             f"{rec['delivered_per_dashboard_min']}), lost {rec['lost']}, e2e "
-                            f"p50/p99 {fmt(rec['lat_p50_ms'], '{:.0f}')}/"
-                            f"{fmt(rec['lat_p99_ms'], '{:.0f}')} ms, CPU bot "
+                            f"p50/p99 {wh.fmt(rec['lat_p50_ms'], '{:.0f}')}/"
+                            f"{wh.fmt(rec['lat_p99_ms'], '{:.0f}')} ms, CPU bot "
                             f"{rec['bot_cpu_util']:.0%} admin {rec['admin_cpu_util']:.0%} "
                             f"fake {rec['fake_cpu_util']:.0%} loadgen "
-                            f"{fmt(rec['loadgen_util'], '{:.0%}')} dashboards "
+                            f"{wh.fmt(rec['loadgen_util'], '{:.0%}')} dashboards "
                             f"{rec['dash_cpu_s']:.1f} s, noise {rec['other_cpu_s']:.1f} s",
                             flush=True,
                         )

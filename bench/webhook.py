@@ -51,7 +51,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -399,6 +399,9 @@ def admin_hub_main(argv: list[str]) -> int:
 # ====================================================================== processes ===
 
 from _procs import _kill_all, _kill_group, _on_signal, _spawn  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def git_head() -> str | None:
@@ -934,6 +937,33 @@ def fmt(v: float | None, f: str) -> str:
     return "—" if v is None else f.format(v)
 
 
+def print_cells(
+    summary: dict[str, Any],
+    metrics: list[tuple[str, str, str]],
+    *,
+    header: str,
+    widths: tuple[int, int],
+    extra: tuple[tuple[str, Callable[[str], str]], ...] = (),
+    note_label: Callable[[str], str] = str,
+) -> None:
+    """One column per cell of ``summary``: each metric's median, ``extra`` rows,
+    the runs that went through, then each cell's notes (the drivers' tables)."""
+    columns = list(summary)
+    w0, wc = widths
+    print(header.ljust(w0) + "".join(c.rjust(wc) for c in columns))
+    for key, label, f in metrics:
+        print(label.ljust(w0) + "".join(fmt(summary[c].get(key), f).rjust(wc) for c in columns))
+    for label, cell in extra:
+        print(label.ljust(w0) + "".join(cell(c).rjust(wc) for c in columns))
+    print(
+        "runs ok".ljust(w0)
+        + "".join(f"{summary[c]['runs_ok']}/{summary[c]['runs']}".rjust(wc) for c in columns)
+    )
+    for c in columns:
+        for note in summary[c]["notes"]:
+            print(f"  ! {note_label(c)}: {note}")
+
+
 def summarize(runs: list[dict[str, Any]], rates: list[float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for rate in rates:
@@ -968,24 +998,19 @@ def summarize(runs: list[dict[str, Any]], rates: list[float]) -> dict[str, Any]:
 
 
 def print_table(summary: dict[str, Any], args: argparse.Namespace) -> None:
-    rates = list(summary)
     print()
     print(
         f"== webhook: {args.duration:g} s per rate, {args.events_per_post} event(s)/POST, "
         f"{args.users} users, graph latency {args.graph_latency * 1000:g} ms, "
         f"503 {'retried' if args.retry_503 else 'not retried'}; median of {args.repeat}"
     )
-    w0, wc = 26, 11
-    print("offered events/s".ljust(w0) + "".join(r.rjust(wc) for r in rates))
-    for key, label, f in METRICS:
-        print(label.ljust(w0) + "".join(fmt(summary[r].get(key), f).rjust(wc) for r in rates))
-    print(
-        "runs ok".ljust(w0)
-        + "".join(f"{summary[r]['runs_ok']}/{summary[r]['runs']}".rjust(wc) for r in rates)
+    print_cells(
+        summary,
+        METRICS,
+        header="offered events/s",
+        widths=(26, 11),
+        note_label=lambda r: f"{r}/s",
     )
-    for r in rates:
-        for note in summary[r]["notes"]:
-            print(f"  ! {r}/s: {note}")
 
 
 # ============================================================================ main ===
