@@ -52,6 +52,7 @@ import tempfile
 import time
 from array import array
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1040,21 +1041,12 @@ def main(argv: list[str] | None = None) -> int:
                         end=" ",
                         flush=True,
                     )
-                    quiet = (
-                        wh.wait_for_quiet(args.idle_wait, args.idle_threshold)
-                        if args.idle_wait > 0
-                        else {}
+                    rec = wh.run_cell(
+                        partial(run_once, rate, d, rep, args, fake, log_dir),
+                        tag,
+                        args,
+                        failed_attempts,
                     )
-                    rec = run_once(rate, d, rep, args, fake, log_dir, tag)
-                    for attempt in range(2, args.retry_failed + 2):
-                        if rec["ok"]:
-                            break
-                        print(f"FAILED ({rec.get('error')}); again ...", end=" ", flush=True)
-                        rec["discarded"] = True
-                        failed_attempts.append(rec)
-                        time.sleep(args.pause)
-                        rec = run_once(rate, d, rep, args, fake, log_dir, f"{tag}-try{attempt}")
-                    rec.update(quiet)
                     runs.append(rec)
                     if rec["ok"]:
                         print(

@@ -50,6 +50,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -298,7 +299,6 @@ def admin_hub_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     import logging
-    from functools import partial
 
     import trio
     from quart import Response, request
@@ -933,6 +933,28 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def run_cell(
+    run: Callable[[str], dict[str, Any]],
+    tag: str,
+    args: argparse.Namespace,
+    failed_attempts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One cell of a sweep: wait for a quiet host (``--idle-wait``), run, and run
+    again up to ``--retry-failed`` times, keeping the failed attempts aside."""
+    quiet = wait_for_quiet(args.idle_wait, args.idle_threshold) if args.idle_wait > 0 else {}
+    rec = run(tag)
+    for attempt in range(2, args.retry_failed + 2):
+        if rec["ok"]:
+            break
+        print(f"FAILED ({rec.get('error')}); again ...", end=" ", flush=True)
+        rec["discarded"] = True
+        failed_attempts.append(rec)
+        time.sleep(args.pause)
+        rec = run(f"{tag}-try{attempt}")
+    rec.update(quiet)
+    return rec
+
+
 def fmt(v: float | None, f: str) -> str:
     return "—" if v is None else f.format(v)
 
@@ -1170,21 +1192,12 @@ def main(argv: list[str] | None = None) -> int:
                 i += 1
                 tag = f"r{rate:g}-{rep}"
                 print(f"[{i}/{total}] {rate:g} events/s, repeat {rep} ...", end=" ", flush=True)
-                quiet = (
-                    wait_for_quiet(args.idle_wait, args.idle_threshold)
-                    if args.idle_wait > 0
-                    else {}
+                rec = run_cell(
+                    partial(run_once, rate, rep, args, helpers, log_dir),
+                    tag,
+                    args,
+                    failed_attempts,
                 )
-                rec = run_once(rate, rep, args, helpers, log_dir, tag)
-                for attempt in range(2, args.retry_failed + 2):
-                    if rec["ok"]:
-                        break
-                    print(f"FAILED ({rec.get('error')}); again ...", end=" ", flush=True)
-                    rec["discarded"] = True
-                    failed_attempts.append(rec)
-                    time.sleep(args.pause)
-                    rec = run_once(rate, rep, args, helpers, log_dir, f"{tag}-try{attempt}")
-                rec.update(quiet)
                 runs.append(rec)
                 if rec["ok"]:
                     print(
