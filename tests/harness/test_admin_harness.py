@@ -699,12 +699,16 @@ async def test_health_comprehensive_lists_bots_store_and_sockets_per_room(
     assert details["store"]["backend"] == "sqlite"
     assert details["store"]["status"] == "healthy"
     assert details["store"]["written_messages"] == 2
-    assert details["sockets"] == {
+    sockets = dict(details["sockets"])
+    # How many metrics updates were replaced depends on the scheduling; a count it is.
+    coalesced = sockets.pop("coalesced_messages")
+    assert isinstance(coalesced, int)
+    assert coalesced >= 0
+    assert sockets == {
         "rooms": {"services": 2, "admins": 2, "monitoring": 1, f"user-{user_of('8001')}": 1},
         "connected": 4,
         "sessions": 4,
         "dropped_messages": 0,
-        "coalesced_messages": details["sockets"]["coalesced_messages"],
     }
     assert details["hub"]["bots_connected"] == details["hub"]["bot_connections"] == 2
     assert details["hub"]["admins_connected"] == details["hub"]["admin_connections"] == 2
